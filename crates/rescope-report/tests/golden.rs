@@ -93,7 +93,8 @@ fn published_full_report_under_load_decodes_with_the_right_counts() {
 
 #[test]
 fn every_published_report_decodes_with_the_right_counts() {
-    let cases: [(&str, &[(&str, usize)], &[&str]); 5] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, usize)], &'a [&'a str]);
+    let cases: [Case; 5] = [
         (
             "idle-full",
             &[
