@@ -114,8 +114,9 @@ impl Report {
 
     /// Applies a delta to this report, which must be the full report the delta was
     /// computed against (plus any deltas applied since). Sections a delta node carries
-    /// replace this report's; sections it leaves out are unchanged. Nodes cannot be
-    /// removed by a delta: only the next full report drops them.
+    /// replace this report's; sections it leaves out are unchanged; a node that carries
+    /// its ID or topology replaces the node here whole. Nodes cannot be removed by a
+    /// delta: only the next full report drops them.
     pub fn apply_delta(&mut self, delta: &Report) {
         for kind in TopologyKind::ALL {
             let theirs = delta.topology(kind);
@@ -151,8 +152,11 @@ impl Report {
                     .map(|(k, v)| (k.clone(), v.clone())),
             );
             for (id, d) in &theirs.nodes {
+                // A delta node that carries its ID or topology is complete (new since
+                // the last full report); one without is a diff against the node here.
+                let complete = !d.id.is_empty() || !d.topology.is_empty();
                 match mine.nodes.get_mut(id) {
-                    Some(node) => {
+                    Some(node) if !complete => {
                         if !d.latest.is_empty() {
                             node.latest = d.latest.clone();
                         }
@@ -172,15 +176,10 @@ impl Report {
                             node.children = d.children.clone();
                         }
                     }
-                    None => {
-                        let mut node = d.clone();
-                        if node.id.is_empty() {
-                            node.id = id.clone();
-                        }
-                        if node.topology.is_empty() {
-                            node.topology = Str::new(kind.name());
-                        }
-                        mine.nodes.insert(id.clone(), node);
+                    _ => {
+                        // A diff node without its base stays as it is: with no
+                        // topology it is "part-merged", and renderers drop it.
+                        mine.nodes.insert(id.clone(), d.clone());
                     }
                 }
             }

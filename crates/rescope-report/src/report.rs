@@ -86,6 +86,25 @@ impl Report {
         TopologyKind::from_name(name).map(|k| self.topology(k))
     }
 
+    /// Fills every empty presentation field (shape, tag, label, plural label) with the
+    /// topology's default, which is what a decoder does: on the wire an empty field
+    /// means "the default".
+    pub fn fill_default_presentation(&mut self) {
+        for (kind, t) in self.topologies_mut() {
+            let (shape, tag, label, plural) = kind.defaults();
+            for (slot, default) in [
+                (&mut t.shape, shape),
+                (&mut t.tag, tag),
+                (&mut t.label, label),
+                (&mut t.label_plural, plural),
+            ] {
+                if slot.is_empty() && !default.is_empty() {
+                    *slot = Str::new(default);
+                }
+            }
+        }
+    }
+
     /// Total number of nodes across all topologies.
     pub fn node_count(&self) -> usize {
         self.topologies.iter().map(|t| t.nodes.len()).sum()
