@@ -128,11 +128,15 @@ fn nullable_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 impl<'de> Deserialize<'de> for GoTime {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The visitor hands back a time error as a value: msgpack's decoder replaces any
+        // error raised while visiting a non-UTF-8 string (which Go's binary times are)
+        // with a generic one, and "out of range" is the message worth keeping.
         struct V {
             binary: bool,
         }
+        type Parsed = Result<GoTime, crate::time::TimeError>;
         impl Visitor<'_> for V {
-            type Value = GoTime;
+            type Value = Parsed;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 if self.binary {
                     f.write_str("a Go binary time or an RFC 3339 string")
@@ -140,24 +144,24 @@ impl<'de> Deserialize<'de> for GoTime {
                     f.write_str("an RFC 3339 timestamp")
                 }
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<GoTime, E> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Parsed, E> {
                 if self.binary && matches!(v.as_bytes().first(), Some(1 | 2)) {
                     return self.visit_bytes(v.as_bytes());
                 }
-                GoTime::parse_rfc3339(v).map_err(E::custom)
+                Ok(GoTime::parse_rfc3339(v))
             }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<GoTime, E> {
-                GoTime::from_binary(v).map_err(E::custom)
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Parsed, E> {
+                Ok(GoTime::from_binary(v))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<GoTime, E> {
-                Ok(GoTime::ZERO)
+            fn visit_unit<E: de::Error>(self) -> Result<Parsed, E> {
+                Ok(Ok(GoTime::ZERO))
             }
-            fn visit_none<E: de::Error>(self) -> Result<GoTime, E> {
-                Ok(GoTime::ZERO)
+            fn visit_none<E: de::Error>(self) -> Result<Parsed, E> {
+                Ok(Ok(GoTime::ZERO))
             }
         }
         let binary = !d.is_human_readable();
-        d.deserialize_any(V { binary })
+        d.deserialize_any(V { binary })?.map_err(de::Error::custom)
     }
 }
 

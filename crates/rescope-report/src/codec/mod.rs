@@ -312,6 +312,7 @@ fn locate_error<T: for<'de> Deserialize<'de>>(
         Err(found) => found,
         Ok(_) => (".".to_string(), fallback),
     };
+    let message = clarify(message);
     DecodeError::Invalid {
         format,
         path,
@@ -335,6 +336,17 @@ pub fn plugin_specs_as_sent(
         (bytes, encoding.format)
     };
     decode_value::<decode::PluginsAsSent>(body, format).map(|p| p.plugins)
+}
+
+/// Rewords the msgpack decoder's messages that do not say what happened.
+fn clarify(message: String) -> String {
+    if message.contains("failed to fill whole buffer") {
+        "unexpected end of input: the document is truncated, or a length header claims more data than there is".to_string()
+    } else if message.contains("invalid utf8") || message.contains("invalid utf-8") {
+        format!("string is not valid UTF-8 ({message})")
+    } else {
+        message
+    }
 }
 
 /// Encodes a report.
