@@ -33,6 +33,7 @@ pub mod plugin;
 pub mod report;
 pub mod sorted;
 pub mod str;
+pub mod summary;
 pub mod time;
 pub mod topology;
 pub mod upgrade;
