@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing Rescope needs on Debian, skipping what is present.
+# Safe to run repeatedly. Needs root (or sudo) only when something is missing.
+#
+#   setup-deps.sh build   what building and running needs
+#   setup-deps.sh test    also what the test suite needs (default)
+set -euo pipefail
+mode="${1:-test}"
+
+want_apt=()
+need_cmd() { command -v "$1" >/dev/null 2>&1 || want_apt+=("$2"); }
+
+need_cmd cc build-essential
+need_cmd pkg-config pkg-config
+
+if ((${#want_apt[@]})); then
+    echo "setup-deps: installing Debian packages: ${want_apt[*]}"
+    sudo_cmd=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { echo "setup-deps: need root to install ${want_apt[*]}" >&2; exit 1; }
+        sudo_cmd=(sudo)
+    fi
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${want_apt[@]}" >/dev/null
+fi
+
+[[ "$mode" == test ]] || exit 0
+
+if [[ "${RESCOPE_FUZZ_SECONDS:-20}" != 0 ]] && ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "setup-deps: installing cargo-fuzz"
+    cargo install cargo-fuzz --version 0.13.2 --locked -q
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "setup-deps: installing cargo-nextest"
+    cargo install cargo-nextest --locked -q
+fi
