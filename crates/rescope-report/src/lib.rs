@@ -38,6 +38,7 @@ pub mod time;
 pub mod topology;
 pub mod upgrade;
 pub mod validate;
+pub mod xfer;
 
 pub use node::{LatestEntry, Metric, Metrics, Node, Sample};
 pub use plugin::{PluginSpec, PluginSpecs};

@@ -1,0 +1,25 @@
+//! The Rescope probe: runs on every host, collects hosts, processes, connections,
+//! containers and plugin data into reports, and publishes them to one or more apps.
+//!
+//! Collectors read the kernel only through [`sys`]. The spy loop runs the reporters
+//! once per spy interval, merges and tags their reports; the publisher merges what
+//! accumulated every publish interval and sends full reports and deltas, gzip-msgpack,
+//! exactly as Weave Scope's probe does.
+
+pub mod config;
+pub mod control;
+pub mod endpoint;
+pub mod host;
+pub mod hostexec;
+pub mod pipe;
+pub mod process;
+pub mod publish;
+pub mod reporter;
+pub mod selfmetrics;
+pub mod sys;
+pub mod tagger;
+pub mod walker;
+
+/// Signals shutdown: the probe stops when the value becomes `true` or the sender is
+/// dropped.
+pub type Shutdown = tokio::sync::watch::Receiver<bool>;

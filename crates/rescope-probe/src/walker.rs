@@ -1,0 +1,410 @@
+//! One pass over `/proc` per spy tick, shared by the process and endpoint reporters.
+//!
+//! Scope's probe spent most of its time re-reading every process's file descriptors
+//! each second. The walker keeps what it learned per process (keyed by pid and start
+//! time, so a reused pid is a new process) and only re-reads what can have changed:
+//!
+//! - `stat` every tick (CPU, memory, threads);
+//! - command line, open-files limit, uid and network namespace once per process;
+//! - the fd directory of each process every [`FD_LIST_PERIOD`] ticks, staggered by
+//!   pid, and at once for new processes; only fd numbers not seen before are
+//!   `readlink`ed to find new sockets;
+//! - on demand, [`ProcessWalker::resolve_sockets`] looks for the owners of sockets the
+//!   kernel reported but the walker has not attributed yet, searching only processes
+//!   of the socket's user.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rescope_report::{GoTime, Str};
+
+use crate::sys::proc::{ProcFs, Stat, is_gone};
+
+/// How often (in ticks) each process's fd directory is listed.
+pub const FD_LIST_PERIOD: u64 = 5;
+/// How often (in ticks) every fd of a process is `readlink`ed again, catching fd
+/// numbers reused for a different socket.
+pub const FD_RELINK_PERIOD: u64 = 60;
+
+/// What the probe knows about one process at one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// argv\[0\] (or `[comm]` for processes without a command line, as Scope shows
+    /// kernel threads and zombies).
+    pub name: Str,
+    /// The command line joined with spaces; argv\[0\] only when arguments are omitted.
+    pub cmdline: Str,
+    pub threads: u32,
+    /// CPU use since the previous tick, in percent of one core; `None` the first time
+    /// a process is seen.
+    pub cpu_percent: Option<f64>,
+    pub rss_bytes: u64,
+    /// Open file descriptors when the fd directory was last listed.
+    pub open_files: usize,
+    pub open_files_limit: Option<u64>,
+    pub uid: Option<u32>,
+    /// Inode of the process's network namespace.
+    pub netns: Option<u64>,
+    pub kernel_thread: bool,
+    pub state: u8,
+}
+
+/// The processes of one tick and the sockets they own.
+#[derive(Debug, Clone, Default)]
+pub struct ProcSnapshot {
+    pub taken: GoTime,
+    pub processes: BTreeMap<u32, ProcessInfo>,
+    /// Socket inode → owning pid.
+    pub socket_owners: HashMap<u64, u32>,
+    /// Network namespace inode → one pid inside it (to enter the namespace).
+    pub namespaces: BTreeMap<u64, u32>,
+    /// The namespace of pid 1 (the host's).
+    pub host_netns: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Known {
+    start_ticks: u64,
+    info: ProcessInfo,
+    cpu_ticks: u64,
+    /// fd number → socket inode (0 for fds that are not sockets).
+    fds: HashMap<u32, u64>,
+    last_relink: u64,
+}
+
+/// Walks `/proc`, remembering what it learned between ticks.
+#[derive(Debug)]
+pub struct ProcessWalker {
+    fs: ProcFs,
+    omit_cmd_args: bool,
+    known: HashMap<u32, Known>,
+    tick: u64,
+    last_walk: Option<Instant>,
+    clk_tck: f64,
+    page_size: u64,
+    buf: Vec<u8>,
+    fd_buf: Vec<u32>,
+    host_netns: Option<u64>,
+}
+
+fn clk_tck() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|v| *v > 0)
+        .map_or(100.0, |v| v as f64)
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .filter(|v| *v > 0)
+        .map_or(4096, |v| v as u64)
+}
+
+impl ProcessWalker {
+    pub fn new(proc_root: impl Into<PathBuf>, omit_cmd_args: bool) -> Self {
+        ProcessWalker {
+            fs: ProcFs::new(proc_root),
+            omit_cmd_args,
+            known: HashMap::new(),
+            tick: 0,
+            last_walk: None,
+            clk_tck: clk_tck(),
+            page_size: page_size(),
+            buf: Vec::with_capacity(4096),
+            fd_buf: Vec::with_capacity(256),
+            host_netns: None,
+        }
+    }
+
+    pub fn procfs(&self) -> &ProcFs {
+        &self.fs
+    }
+
+    /// Walks every process. Fails only when the proc root itself cannot be read.
+    pub fn walk(&mut self, now: GoTime) -> io::Result<ProcSnapshot> {
+        let pids = self.fs.pids()?;
+        let elapsed = self.last_walk.map(|t| t.elapsed().as_secs_f64());
+        self.last_walk = Some(Instant::now());
+        self.tick += 1;
+        if self.host_netns.is_none() {
+            self.host_netns = self.fs.net_namespace(1).ok().flatten();
+        }
+        let alive: HashSet<u32> = pids.iter().copied().collect();
+        self.known.retain(|pid, _| alive.contains(pid));
+        for pid in pids {
+            let stat = match self.fs.stat(pid, &mut self.buf) {
+                Ok(s) => s,
+                Err(e) if is_gone(&e) => {
+                    self.known.remove(&pid);
+                    continue;
+                }
+                Err(_) => continue, // unreadable (permissions, races): skip this tick
+            };
+            let fresh = self
+                .known
+                .get(&pid)
+                .is_none_or(|k| k.start_ticks != stat.start_ticks);
+            if fresh {
+                if let Some(k) = self.first_sight(&stat) {
+                    self.known.insert(pid, k);
+                }
+                continue;
+            }
+            let (tick, clk, page) = (self.tick, self.clk_tck, self.page_size);
+            let list_fds = (u64::from(pid) + tick).is_multiple_of(FD_LIST_PERIOD);
+            let Some(k) = self.known.get_mut(&pid) else {
+                continue;
+            };
+            let delta = stat.cpu_ticks.saturating_sub(k.cpu_ticks);
+            k.cpu_ticks = stat.cpu_ticks;
+            k.info.cpu_percent = elapsed
+                .filter(|e| *e > 0.0)
+                .map(|e| delta as f64 / clk / e * 100.0);
+            k.info.ppid = stat.ppid;
+            k.info.threads = stat.threads;
+            k.info.rss_bytes = stat.rss_pages * page;
+            k.info.state = stat.state;
+            if list_fds && !k.info.kernel_thread {
+                let relink = tick.saturating_sub(k.last_relink) >= FD_RELINK_PERIOD;
+                if relink {
+                    k.last_relink = tick;
+                }
+                Self::refresh_fds(&self.fs, pid, k, &mut self.fd_buf, relink);
+            }
+        }
+        Ok(self.snapshot(now))
+    }
+
+    fn first_sight(&mut self, stat: &Stat) -> Option<Known> {
+        let pid = stat.pid;
+        let args = match self.fs.cmdline(pid, &mut self.buf) {
+            Ok(a) => a,
+            Err(e) if is_gone(&e) => return None,
+            Err(_) => Vec::new(),
+        };
+        let (name, cmdline) = if args.is_empty() {
+            let bracketed = format!("[{}]", stat.comm);
+            (bracketed.clone(), bracketed)
+        } else if self.omit_cmd_args {
+            (args[0].clone(), args[0].clone())
+        } else {
+            (args[0].clone(), args.join(" "))
+        };
+        let open_files_limit = self.fs.open_files_limit(pid, &mut self.buf).ok().flatten();
+        let uid = read_uid(&self.fs, pid, &mut self.buf);
+        let netns = self.fs.net_namespace(pid).ok().flatten();
+        let mut known = Known {
+            start_ticks: stat.start_ticks,
+            cpu_ticks: stat.cpu_ticks,
+            fds: HashMap::new(),
+            last_relink: self.tick,
+            info: ProcessInfo {
+                pid,
+                ppid: stat.ppid,
+                name: Str::from(name),
+                cmdline: Str::from(cmdline),
+                threads: stat.threads,
+                cpu_percent: None,
+                rss_bytes: stat.rss_pages * self.page_size,
+                open_files: 0,
+                open_files_limit,
+                uid,
+                netns,
+                kernel_thread: stat.kernel_thread,
+                state: stat.state,
+            },
+        };
+        if !stat.kernel_thread {
+            Self::refresh_fds(&self.fs, pid, &mut known, &mut self.fd_buf, true);
+        }
+        Some(known)
+    }
+
+    /// Lists a process's fds; `readlink`s the new ones (or all with `relink`).
+    fn refresh_fds(fs: &ProcFs, pid: u32, k: &mut Known, fd_buf: &mut Vec<u32>, relink: bool) {
+        if fs.fds(pid, fd_buf).is_err() {
+            return; // gone, or not ours to read
+        }
+        k.info.open_files = fd_buf.len();
+        let mut next = HashMap::with_capacity(fd_buf.len());
+        for fd in fd_buf.iter().copied() {
+            let known_inode = if relink {
+                None
+            } else {
+                k.fds.get(&fd).copied()
+            };
+            let inode = match known_inode {
+                Some(i) => i,
+                None => fs.fd_socket_inode(pid, fd).ok().flatten().unwrap_or(0),
+            };
+            next.insert(fd, inode);
+        }
+        k.fds = next;
+    }
+
+    fn snapshot(&self, now: GoTime) -> ProcSnapshot {
+        let mut snap = ProcSnapshot {
+            taken: now,
+            host_netns: self.host_netns,
+            ..ProcSnapshot::default()
+        };
+        for (pid, k) in &self.known {
+            snap.processes.insert(*pid, k.info.clone());
+            for inode in k.fds.values().copied().filter(|i| *i != 0) {
+                snap.socket_owners.entry(inode).or_insert(*pid);
+            }
+            if let Some(ns) = k.info.netns {
+                snap.namespaces.entry(ns).or_insert(*pid);
+            }
+        }
+        snap
+    }
+
+    /// Finds the owners of sockets the walker has not attributed yet. `wanted` holds
+    /// (inode, uid of the socket) pairs; only processes of that uid are searched, first
+    /// for fds not seen before, then, if needed, by re-reading all their fds. Returns
+    /// the owners found; the next snapshot also includes them.
+    pub fn resolve_sockets(&mut self, wanted: &[(u64, u32)]) -> HashMap<u64, u32> {
+        let mut found = HashMap::new();
+        if wanted.is_empty() {
+            return found;
+        }
+        let uids: HashSet<u32> = wanted.iter().map(|(_, uid)| *uid).collect();
+        let mut missing: HashSet<u64> = wanted.iter().map(|(i, _)| *i).collect();
+        for relink in [false, true] {
+            let pids: Vec<u32> = self
+                .known
+                .iter()
+                .filter(|(_, k)| {
+                    !k.info.kernel_thread && k.info.uid.is_none_or(|u| uids.contains(&u))
+                })
+                .map(|(pid, _)| *pid)
+                .collect();
+            for pid in pids {
+                if missing.is_empty() {
+                    return found;
+                }
+                let Some(k) = self.known.get_mut(&pid) else {
+                    continue;
+                };
+                Self::refresh_fds(&self.fs, pid, k, &mut self.fd_buf, relink);
+                for inode in k.fds.values() {
+                    if missing.remove(inode) {
+                        found.insert(*inode, pid);
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+fn read_uid(fs: &ProcFs, pid: u32, buf: &mut Vec<u8>) -> Option<u32> {
+    let path = fs.root().join(pid.to_string()).join("status");
+    ProcFs::read_into(&path, buf).ok()?;
+    let text = std::str::from_utf8(buf).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_this_process_and_a_socket_it_opens() {
+        let mut w = ProcessWalker::new("/proc", false);
+        let me = std::process::id();
+        let snap = w.walk(GoTime::now()).expect("walk");
+        let info = &snap.processes[&me];
+        assert_eq!(info.pid, me);
+        assert!(info.cpu_percent.is_none(), "no rate on first sight");
+        assert!(info.open_files >= 3);
+        assert!(info.netns.is_some());
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let inode = socket_inode_of(&listener);
+        // A socket opened after the walker last listed our fds is found on demand.
+        let uid = nix::unistd::getuid().as_raw();
+        let found = w.resolve_sockets(&[(inode, uid)]);
+        assert_eq!(found.get(&inode), Some(&me));
+        let snap = w.walk(GoTime::now()).expect("walk");
+        assert_eq!(snap.socket_owners.get(&inode), Some(&me));
+        assert!(snap.processes[&me].cpu_percent.is_some());
+    }
+
+    fn socket_inode_of(listener: &std::net::TcpListener) -> u64 {
+        use std::os::fd::AsRawFd;
+        let link =
+            std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).expect("fd link");
+        crate::sys::proc::parse_socket_link(link.as_os_str().as_encoded_bytes()).expect("socket")
+    }
+
+    #[test]
+    fn a_fixture_tree_with_vanishing_and_odd_processes_is_walked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let write = |rel: &str, content: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, content).expect("write");
+        };
+        write(
+            "10/stat",
+            "10 (web server) S 1 10 10 0 -1 4194560 0 0 0 0 300 100 0 0 20 0 4 0 500 0 256 0\n",
+        );
+        write("10/cmdline", "/usr/bin/web\0--port\08080\0");
+        write("10/status", "Name:\tweb\nUid:\t1000\t1000\t1000\t1000\n");
+        std::fs::create_dir_all(root.join("10/fd")).expect("fd dir");
+        write(
+            "11/stat",
+            "11 (zombie) Z 10 10 10 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 600 0 0 0\n",
+        );
+        write("11/cmdline", "");
+        // A pid directory without a stat file: the process vanished mid-scan.
+        std::fs::create_dir_all(root.join("12")).expect("mkdir");
+        write("notapid/stat", "junk");
+
+        let mut w = ProcessWalker::new(root, true);
+        let snap = w.walk(GoTime::now()).expect("walk");
+        assert_eq!(snap.processes.keys().copied().collect::<Vec<_>>(), [10, 11]);
+        let web = &snap.processes[&10];
+        assert_eq!(web.name.as_str(), "/usr/bin/web");
+        assert_eq!(web.cmdline.as_str(), "/usr/bin/web", "arguments omitted");
+        assert_eq!(web.threads, 4);
+        assert_eq!(web.uid, Some(1000));
+        assert_eq!(snap.processes[&11].name.as_str(), "[zombie]");
+
+        // CPU between two walks: 1 second of CPU over the elapsed wall time.
+        write(
+            "10/stat",
+            "10 (web server) S 1 10 10 0 -1 4194560 0 0 0 0 350 150 0 0 20 0 4 0 500 0 256 0\n",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let snap = w.walk(GoTime::now()).expect("walk");
+        let cpu = snap.processes[&10].cpu_percent.expect("rate");
+        assert!(
+            cpu > 100.0,
+            "100 ticks in ~50 ms is well over one core: {cpu}"
+        );
+
+        // pid 10 restarts (new start time): a new process, no rate yet.
+        write(
+            "10/stat",
+            "10 (web server) S 1 10 10 0 -1 4194560 0 0 0 0 1 0 0 0 20 0 1 0 9999 0 256 0\n",
+        );
+        let snap = w.walk(GoTime::now()).expect("walk");
+        assert_eq!(snap.processes[&10].cpu_percent, None);
+
+        std::fs::remove_dir_all(root.join("11")).expect("rm");
+        let snap = w.walk(GoTime::now()).expect("walk");
+        assert!(!snap.processes.contains_key(&11));
+    }
+}
