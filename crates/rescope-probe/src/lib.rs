@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod control;
+pub mod debug_server;
 pub mod endpoint;
 pub mod host;
 pub mod hostexec;
@@ -16,6 +17,7 @@ pub mod process;
 pub mod publish;
 pub mod reporter;
 pub mod selfmetrics;
+pub mod spy;
 pub mod sys;
 pub mod tagger;
 pub mod walker;

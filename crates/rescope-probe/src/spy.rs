@@ -1,0 +1,254 @@
+//! The spy loop: once per spy interval, walk `/proc`, run every reporter concurrently
+//! on blocking threads, merge their reports, tag the result and hand it to the
+//! publisher.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rescope_report::{GoTime, Report};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::Shutdown;
+use crate::reporter::{Reporter, Tick};
+use crate::selfmetrics::SelfMetrics;
+use crate::tagger;
+use crate::walker::{ProcSnapshot, ProcessWalker};
+
+type SharedReporter = Arc<Mutex<Box<dyn Reporter>>>;
+
+/// Runs the reporters and keeps the newest spy report for `/debug/report`.
+pub struct Spy {
+    host_node_id: String,
+    walker: Option<Arc<Mutex<ProcessWalker>>>,
+    reporters: Vec<SharedReporter>,
+    metrics: Arc<SelfMetrics>,
+    latest: Arc<Mutex<Option<Arc<Report>>>>,
+    keep_latest: bool,
+    /// The last error of each reporter, so a failure is logged once, not every tick.
+    last_errors: Mutex<HashMap<&'static str, String>>,
+}
+
+impl std::fmt::Debug for Spy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spy")
+            .field("reporters", &self.reporters.len())
+            .finish()
+    }
+}
+
+impl Spy {
+    pub fn new(
+        host_node_id: String,
+        walker: Option<Arc<Mutex<ProcessWalker>>>,
+        metrics: Arc<SelfMetrics>,
+    ) -> Self {
+        Spy {
+            host_node_id,
+            walker,
+            reporters: Vec::new(),
+            metrics,
+            latest: Arc::default(),
+            keep_latest: false,
+            last_errors: Mutex::default(),
+        }
+    }
+
+    pub fn add_reporter(&mut self, reporter: Box<dyn Reporter>) {
+        self.reporters.push(Arc::new(Mutex::new(reporter)));
+    }
+
+    /// Keep a copy of each spy report for [`Spy::latest`].
+    pub fn keep_latest(&mut self) -> Arc<Mutex<Option<Arc<Report>>>> {
+        self.keep_latest = true;
+        self.latest.clone()
+    }
+
+    /// One spy tick.
+    pub async fn tick(&self) -> Report {
+        let started = Instant::now();
+        let now = GoTime::now();
+        let procs = match &self.walker {
+            Some(walker) => {
+                let walker = walker.clone();
+                let walked = tokio::task::spawn_blocking(move || match walker.lock() {
+                    Ok(mut w) => w.walk(now),
+                    Err(_) => Err(std::io::Error::other("process walker poisoned")),
+                })
+                .await;
+                match walked {
+                    Ok(Ok(snapshot)) => {
+                        self.clear_error("walker");
+                        snapshot
+                    }
+                    Ok(Err(e)) => {
+                        self.note_error("walker", &e.to_string());
+                        ProcSnapshot::default()
+                    }
+                    Err(e) => {
+                        self.note_error("walker", &e.to_string());
+                        ProcSnapshot::default()
+                    }
+                }
+            }
+            None => ProcSnapshot::default(),
+        };
+        let tick = Tick {
+            now,
+            procs: Arc::new(procs),
+        };
+        let runs = self.reporters.iter().map(|reporter| {
+            let reporter = reporter.clone();
+            let tick = tick.clone();
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let Ok(mut r) = reporter.lock() else {
+                    return (
+                        "poisoned",
+                        Err("reporter panicked earlier".to_string()),
+                        0.0,
+                    );
+                };
+                let name = r.name();
+                let out = r.report(&tick).map_err(|e| e.to_string());
+                (name, out, started.elapsed().as_secs_f64())
+            })
+        });
+        let results = futures_util::future::join_all(runs).await;
+        let mut report = Report::empty();
+        report.ts = now;
+        for result in results {
+            match result {
+                Ok((name, Ok(partial), secs)) => {
+                    self.metrics.reporter_ran(name, secs, true);
+                    self.clear_error(name);
+                    report.merge_owned(partial);
+                }
+                Ok((name, Err(e), secs)) => {
+                    self.metrics.reporter_ran(name, secs, false);
+                    self.note_error(name, &e);
+                }
+                Err(e) => self.note_error("reporter", &format!("reporter task failed: {e}")),
+            }
+        }
+        report.ts = now;
+        tagger::tag_host(&mut report, &self.host_node_id, now);
+        tagger::tag_topologies(&mut report);
+        for (kind, t) in report.topologies() {
+            if !t.nodes.is_empty() {
+                self.metrics.report_nodes(kind.name(), t.nodes.len());
+            }
+        }
+        self.metrics.spy_ran(started.elapsed().as_secs_f64());
+        if self.keep_latest
+            && let Ok(mut slot) = self.latest.lock()
+        {
+            *slot = Some(Arc::new(report.clone()));
+        }
+        report
+    }
+
+    fn note_error(&self, who: &'static str, error: &str) {
+        let Ok(mut last) = self.last_errors.lock() else {
+            return;
+        };
+        if last.get(who).map(String::as_str) != Some(error) {
+            warn!(
+                reporter = who,
+                error, "reporter failed; its data is missing from reports until it recovers"
+            );
+            last.insert(who, error.to_string());
+        }
+    }
+
+    fn clear_error(&self, who: &'static str) {
+        let Ok(mut last) = self.last_errors.lock() else {
+            return;
+        };
+        if last.remove(who).is_some() {
+            info!(reporter = who, "reporter recovered");
+        }
+    }
+
+    /// Ticks every `interval` until shutdown, sending each report to the publisher. If
+    /// the publisher falls behind, reports are dropped (and counted) rather than
+    /// stalling collection.
+    pub async fn run(
+        self,
+        interval: std::time::Duration,
+        tx: mpsc::Sender<Report>,
+        mut shutdown: Shutdown,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut dropped = 0u64;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let report = self.tick().await;
+            match tx.try_send(report) {
+                Ok(()) => dropped = 0,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    self.metrics.dropped("spy-queue");
+                    if dropped == 1 {
+                        warn!("publisher is not keeping up; dropping spy reports until it does");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProbeConfig;
+    use crate::reporter::ReporterError;
+    use rescope_report::TopologyKind;
+
+    struct Failing;
+    impl Reporter for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn report(&mut self, _: &Tick) -> Result<Report, ReporterError> {
+            Err(ReporterError::Other("broken on purpose".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tick_merges_reporters_tags_nodes_and_survives_a_failing_reporter() {
+        let config = ProbeConfig::new("spyhost");
+        let walker = Arc::new(Mutex::new(ProcessWalker::new("/proc", false)));
+        let metrics = Arc::new(SelfMetrics::new());
+        let mut spy = Spy::new(config.host_node_id(), Some(walker), metrics.clone());
+        spy.add_reporter(Box::new(crate::host::HostReporter::new(&config)));
+        spy.add_reporter(Box::new(crate::process::ProcessReporter::new(&config)));
+        spy.add_reporter(Box::new(Failing));
+        let latest = spy.keep_latest();
+        let report = spy.tick().await;
+        assert!(!report.ts.is_zero());
+        assert_eq!(report[TopologyKind::Host].nodes.len(), 1);
+        let me = format!("spyhost;{}", std::process::id());
+        let node = &report[TopologyKind::Process].nodes[me.as_str()];
+        assert_eq!(node.topology.as_str(), "process");
+        assert_eq!(
+            node.latest_value("host_node_id").map(|v| v.as_str()),
+            Some("spyhost;<host>")
+        );
+        assert!(latest.lock().expect("lock").is_some());
+        let text = metrics.encode();
+        assert!(
+            text.contains("reporter_errors_total{reporter=\"failing\"} 1"),
+            "{text}"
+        );
+    }
+}
