@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Measures what the Rescope probe costs on a loaded host.
+
+Builds a load (idle `sleep` processes and established loopback TCP connections), runs
+`rescope probe` at its default intervals for a while publishing to a local app, and
+samples the probe's /proc/<pid>/stat and status every second. Prints average and peak
+CPU (percent of one core), RSS, report sizes and per-tick build time.
+
+Scenarios (issue: probe performance budget):
+  scope  300 extra sleep processes, 2,000 established loopback connections
+         (4,000 sockets) -- the load the real Weave Scope probe was measured under.
+  busy   1,000 processes and 10,000 connections.
+  idle   no extra load.
+
+Only loopback addresses are used. Standard library only.
+"""
+
+import argparse
+import gzip
+import http.server
+import json
+import os
+import resource
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENARIOS = {
+    "idle": (0, 0),
+    "scope": (300, 2000),
+    "busy": (1000, 10000),
+}
+
+
+class SinkApp(http.server.ThreadingHTTPServer):
+    """The smallest app a probe publishes to: answers the handshake, keeps sizes."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), SinkHandler)
+        self.reports = []  # (time, gzip bytes, raw bytes)
+        self.lock = threading.Lock()
+
+
+class SinkHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path.startswith("/api"):
+            body = json.dumps({"id": "bench-sink", "version": "bench"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_error(404)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        raw = len(body)
+        if "gzip" in self.headers.get("Content-Encoding", ""):
+            try:
+                raw = len(gzip.decompress(body))
+            except OSError:
+                pass
+        with self.server.lock:
+            self.server.reports.append((time.time(), len(body), raw))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def raise_fd_limit(need):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(target, soft), max(target, hard)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def connection_holder(n):
+    """A child process holding n established loopback connections (2n sockets)."""
+    raise_fd_limit(2 * n + 256)
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(4096)
+    port = server.getsockname()[1]
+    clients, accepted = [], []
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port))
+        clients.append(c)
+        a, _ = server.accept()
+        accepted.append(a)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    signal.sigwait([signal.SIGTERM, signal.SIGINT])
+
+
+def start_load(processes, connections):
+    children = []
+    for _ in range(processes):
+        children.append(subprocess.Popen(["sleep", "3600"]))
+    # Split connections over a few holders so each stays under common fd limits.
+    per = 2500
+    remaining = connections
+    while remaining > 0:
+        n = min(per, remaining)
+        p = subprocess.Popen([sys.executable, __file__, "--hold", str(n)], stdout=subprocess.PIPE, text=True)
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit("connection holder failed to start")
+        children.append(p)
+        remaining -= n
+    return children
+
+
+def stop(children):
+    for c in children:
+        try:
+            c.terminate()
+        except ProcessLookupError:
+            pass
+    for c in children:
+        try:
+            c.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            c.kill()
+
+
+def proc_sample(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    rss_kb = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss_kb = int(line.split()[1])
+    return ticks, rss_kb
+
+
+def scrape(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def histogram_mean(text, name):
+    total = count = None
+    for line in text.splitlines():
+        if line.startswith(name + "_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith(name + "_count"):
+            count = float(line.split()[-1])
+    if total is None or not count:
+        return None
+    return total / count
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="scope")
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/rescope"))
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("probe_args", nargs="*", help="extra arguments for rescope probe")
+    args = ap.parse_args()
+    if args.hold:
+        connection_holder(args.hold)
+        return
+
+    procs, conns = SCENARIOS[args.scenario]
+    raise_fd_limit(8192)
+    app = SinkApp()
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    app_url = f"http://127.0.0.1:{app.server_address[1]}"
+    print(f"scenario {args.scenario}: {procs} extra processes, {conns} connections; app sink at {app_url}")
+    load = start_load(procs, conns)
+    metrics_port = 4941
+    probe = subprocess.Popen(
+        [args.binary, "probe", "--http-listen", f"127.0.0.1:{metrics_port}", *args.probe_args, app_url],
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(ROOT, "target", f"probe-overhead-{args.scenario}.log"), "w"),
+    )
+    clk = os.sysconf("SC_CLK_TCK")
+    samples = []
+    try:
+        time.sleep(3)  # start-up (first full walk) is not steady state
+        last_ticks, _ = proc_sample(probe.pid)
+        last_t = time.time()
+        for _ in range(args.seconds):
+            time.sleep(1)
+            if probe.poll() is not None:
+                raise SystemExit(f"probe exited with {probe.returncode}; see target/probe-overhead-{args.scenario}.log")
+            ticks, rss = proc_sample(probe.pid)
+            now = time.time()
+            samples.append(((ticks - last_ticks) / clk / (now - last_t) * 100.0, rss))
+            last_ticks, last_t = ticks, now
+        metrics = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+    finally:
+        probe.terminate()
+        try:
+            probe.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            probe.kill()
+        stop(load)
+        app.shutdown()
+
+    cpu = [c for c, _ in samples]
+    rss = [r for _, r in samples]
+    with app.lock:
+        reports = list(app.reports)
+    full = [r for r in reports]
+    largest = max(full, key=lambda r: r[1]) if full else (0, 0, 0)
+    figures = {
+        "scenario": args.scenario,
+        "seconds": args.seconds,
+        "cpu_percent_avg": round(statistics.mean(cpu), 2) if cpu else None,
+        "cpu_percent_max": round(max(cpu), 2) if cpu else None,
+        "rss_mib_avg": round(statistics.mean(rss) / 1024, 1) if rss else None,
+        "rss_mib_max": round(max(rss) / 1024, 1) if rss else None,
+        "reports_received": len(reports),
+        "largest_report_gzip_kb": round(largest[1] / 1024, 1),
+        "largest_report_raw_kb": round(largest[2] / 1024, 1),
+        "spy_tick_ms_avg": None,
+    }
+    tick = histogram_mean(metrics, "rescope_probe_spy_duration_seconds")
+    if tick is not None:
+        figures["spy_tick_ms_avg"] = round(tick * 1000, 2)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
