@@ -125,6 +125,11 @@ pub fn process_id(host_id: &str, pid: u32) -> String {
     format!("{host_id};{pid}")
 }
 
+/// `<hostID>;<pid>` from a pid already in text form (as endpoints carry it).
+pub fn process_id_str(host_id: &str, pid: &str) -> String {
+    format!("{host_id};{pid}")
+}
+
 /// A process ID split into (host ID, pid).
 pub fn parse_process_id(node_id: &str) -> Option<(&str, &str)> {
     node_id.split_once(SCOPE_DELIM)
