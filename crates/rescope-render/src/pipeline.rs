@@ -177,7 +177,7 @@ impl LocalNetworks {
             .filter_map(|n| n.latest_value("kubernetes_ip")?.parse::<Ipv4Addr>().ok())
             .map(u32::from)
             .collect();
-        if let (Some(first), true) = (service_ips.first(), service_ips.len() > 0) {
+        if let Some(first) = service_ips.first() {
             let mut prefix = 32u32;
             while prefix > 0
                 && !service_ips
@@ -245,15 +245,14 @@ pub fn remote_pseudo_id(
     local: &LocalNetworks,
 ) -> Option<String> {
     let ep = id::parse_endpoint_id(endpoint_id)?;
-    if let Some(rec) = report.dns.get(ep.ip) {
-        if let Some(name) = rec
+    if let Some(rec) = report.dns.get(ep.ip)
+        && let Some(name) = rec
             .forward
             .iter()
             .chain(rec.reverse.iter())
             .find(|n| is_known_service(n))
-        {
-            return Some(id::service_pseudo_id(name));
-        }
+    {
+        return Some(id::service_pseudo_id(name));
     }
     let ip: Ipv4Addr = ep.ip.parse().ok()?;
     if local.contains(ip) {
