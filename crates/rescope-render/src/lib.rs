@@ -9,6 +9,7 @@
 //! ```
 
 pub mod catalog;
+pub mod detail;
 pub mod list;
 pub mod pipeline;
 pub mod summary;

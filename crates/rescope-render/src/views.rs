@@ -18,6 +18,7 @@ pub struct RenderContext<'a> {
     pub now: GoTime,
     pub local: LocalNetworks,
     processes: OnceCell<Nodes>,
+    containers_base: OnceCell<Rendered>,
     containers: OnceCell<Rendered>,
     images: OnceCell<Nodes>,
 }
@@ -36,6 +37,7 @@ impl<'a> RenderContext<'a> {
             now,
             local: LocalNetworks::of(report),
             processes: OnceCell::new(),
+            containers_base: OnceCell::new(),
             containers: OnceCell::new(),
             images: OnceCell::new(),
         }
@@ -46,9 +48,19 @@ impl<'a> RenderContext<'a> {
         self.processes.get_or_init(|| render_processes(self))
     }
 
-    /// The `containers` view (before option filters).
+    /// Containers before image names are attached (what the hosts view builds on).
+    pub fn containers_base(&self) -> &Rendered {
+        self.containers_base.get_or_init(|| render_containers(self))
+    }
+
+    /// The `containers` view (before option filters): containers with their image's
+    /// name and metadata.
     pub fn containers(&self) -> &Rendered {
-        self.containers.get_or_init(|| render_containers(self))
+        self.containers.get_or_init(|| {
+            let mut r = self.containers_base().clone();
+            with_image_names(self.report, &mut r.nodes);
+            r
+        })
     }
 
     /// The `containers-by-image` view.
@@ -224,7 +236,6 @@ fn render_containers(ctx: &RenderContext<'_>) -> Rendered {
         },
         false,
     );
-    with_image_names(report, &mut nodes);
     Rendered { nodes, filtered }
 }
 
@@ -380,19 +391,22 @@ pub fn hosts(ctx: &RenderContext<'_>) -> Nodes {
             .map(|h| (h.clone(), fresh(h, host)))
             .collect()
     };
-    let mapped = |input: &Nodes, remap: bool| {
+    let mapped = |input: &Nodes, remap: bool, with_children: bool| {
         Mapper {
             now: ctx.now,
-            with_children: true,
+            with_children,
             add_children: true,
             remap_edges: remap,
             route: &to_hosts,
         }
         .apply(input)
     };
-    let from_processes = mapped(ctx.processes(), true);
-    let from_containers = mapped(&ctx.containers().nodes, true);
-    let from_images = mapped(ctx.images(), false);
+    // A host adopts processes, containers and images, not their children: its own
+    // connection end points come from the endpoint mapping below.
+    let from_processes = mapped(ctx.processes(), true, false);
+    let from_containers = mapped(&ctx.containers_base().nodes, true, false);
+    // Images span hosts: their edges are not carried over.
+    let from_images = mapped(ctx.images(), false, false);
     let f = |_: &Str, e: &Node| e.latest_value(HOST_NODE_ID).cloned();
     let from_endpoints = map_endpoints(report, TopologyKind::Host, &ctx.local, ctx.now, &f);
     reduce([from_endpoints, from_processes, from_containers, from_images])
