@@ -98,11 +98,8 @@ fn compare(input: &str, golden: &str, node_id: &str) {
         "child summaries differ:\n ours  {only_ours:?}\n scope {only_scope:?}"
     );
     // Connections: both tables, every row and its metadata.
-    let tables = |v: &Value| -> Vec<(
-        String,
-        Vec<String>,
-        Vec<(String, String, String, Vec<String>)>,
-    )> {
+    type Rows = Vec<(String, String, String, Vec<String>)>;
+    let tables = |v: &Value| -> Vec<(String, Vec<String>, Rows)> {
         v["connections"]
             .as_array()
             .into_iter()
