@@ -118,6 +118,46 @@ impl Report {
     /// its ID or topology replaces the node here whole. Nodes cannot be removed by a
     /// delta: only the next full report drops them.
     pub fn apply_delta(&mut self, delta: &Report) {
+        self.apply_update(delta, false);
+    }
+
+    /// Applies a full report (`full`) or a delta to this one, the way a receiver that
+    /// keeps one report per probe wants it: a full report replaces everything (nodes it
+    /// lacks are gone, its plugin list is the probe's whole list); a delta is applied as
+    /// in [`Report::apply_delta`]. Either way, metric samples accumulate instead of
+    /// being replaced, so history survives; trim it with
+    /// [`Report::drop_samples_before`].
+    pub fn apply_keeping_history(&mut self, update: &Report, full: bool) {
+        if !full {
+            self.apply_update(update, true);
+            return;
+        }
+        let mut next = update.clone();
+        for kind in TopologyKind::ALL {
+            let old = self.topology(kind);
+            for (id, node) in next.topology_mut(kind).nodes.iter_mut() {
+                if let Some(previous) = old.nodes.get(id) {
+                    let mut metrics = previous.metrics.clone();
+                    metrics.merge_with(&node.metrics, |_, mine, theirs| mine.merge_from(theirs));
+                    node.metrics = metrics;
+                }
+            }
+        }
+        *self = next;
+    }
+
+    /// Drops metric samples older than `cutoff` from every node.
+    pub fn drop_samples_before(&mut self, cutoff: crate::time::GoTime) {
+        for (_, t) in self.topologies_mut() {
+            for node in t.nodes.values_mut() {
+                for (_, m) in node.metrics.iter_mut() {
+                    m.drop_before(cutoff);
+                }
+            }
+        }
+    }
+
+    fn apply_update(&mut self, delta: &Report, keep_history: bool) {
         for kind in TopologyKind::ALL {
             let theirs = delta.topology(kind);
             let mine = self.topology_mut(kind);
@@ -169,12 +209,21 @@ impl Report {
                         if !d.adjacency.is_empty() {
                             node.adjacency = d.adjacency.clone();
                         }
-                        if !d.metrics.is_empty() {
+                        if keep_history {
+                            node.metrics
+                                .merge_with(&d.metrics, |_, mine, theirs| mine.merge_from(theirs));
+                        } else if !d.metrics.is_empty() {
                             node.metrics = d.metrics.clone();
                         }
                         if !d.children.is_empty() {
                             node.children = d.children.clone();
                         }
+                    }
+                    Some(node) if keep_history => {
+                        let mut metrics = std::mem::take(&mut node.metrics);
+                        metrics.merge_with(&d.metrics, |_, mine, theirs| mine.merge_from(theirs));
+                        *node = d.clone();
+                        node.metrics = metrics;
                     }
                     _ => {
                         // A diff node without its base stays as it is: with no
@@ -242,6 +291,49 @@ mod tests {
             rebuilt[TopologyKind::Process].nodes,
             now[TopologyKind::Process].nodes
         );
+    }
+
+    #[test]
+    fn history_survives_fulls_and_deltas() {
+        let mut state = Report::empty();
+        let mut full = Report::empty();
+        let mut n = process("h;1", t(0), "init");
+        n.metrics.insert("cpu", Metric::single(t(0), 1.0, 100.0));
+        full[TopologyKind::Process].add_node(n.clone());
+        state.apply_keeping_history(&full, true);
+        let mut next = full.clone();
+        next[TopologyKind::Process]
+            .nodes
+            .get_mut("h;1")
+            .expect("node")
+            .metrics
+            .insert("cpu", Metric::single(t(3), 2.0, 100.0));
+        state.apply_keeping_history(&next.delta_from(&full), false);
+        let mut again = next.clone();
+        again[TopologyKind::Process]
+            .nodes
+            .get_mut("h;1")
+            .expect("node")
+            .metrics
+            .insert("cpu", Metric::single(t(6), 3.0, 100.0));
+        state.apply_keeping_history(&again, true);
+        let cpu = state[TopologyKind::Process].nodes["h;1"]
+            .metrics
+            .get("cpu")
+            .expect("cpu");
+        assert_eq!(
+            cpu.samples.iter().map(|s| s.value).collect::<Vec<_>>(),
+            [1.0, 2.0, 3.0]
+        );
+        state.drop_samples_before(t(2));
+        let cpu = state[TopologyKind::Process].nodes["h;1"]
+            .metrics
+            .get("cpu")
+            .expect("cpu");
+        assert_eq!(cpu.samples.len(), 2);
+        // A full report without the node removes it.
+        state.apply_keeping_history(&Report::empty(), true);
+        assert!(state[TopologyKind::Process].nodes.is_empty());
     }
 
     #[test]
