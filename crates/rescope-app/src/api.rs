@@ -1,0 +1,412 @@
+//! Scope's HTTP API (protocol.md §7.2): the same paths and JSON shapes, so Scope's UI
+//! and scripts written against Scope keep working.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rescope_render::{RenderContext, detail, list};
+use rescope_report::codec::{self, DecodeError, Format};
+use rescope_report::xfer::PROBE_ID_HEADER;
+use serde::Serialize;
+use tracing::{debug, warn};
+
+use crate::auth;
+use crate::collector::Collector;
+use crate::config::AppConfig;
+use crate::ws;
+
+/// Shared by every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<AppConfig>,
+    pub collector: Arc<Collector>,
+    cache: Arc<Mutex<RenderCache>>,
+}
+
+/// Rendered JSON bodies of the current snapshot, by request.
+#[derive(Debug, Default)]
+struct RenderCache {
+    generation: u64,
+    bodies: HashMap<String, Bytes>,
+}
+
+impl AppState {
+    pub fn new(config: Arc<AppConfig>, collector: Arc<Collector>) -> Self {
+        AppState {
+            config,
+            collector,
+            cache: Arc::default(),
+        }
+    }
+
+    fn cached(&self, generation: u64, key: &str) -> Option<Bytes> {
+        let cache = self.cache.lock().ok()?;
+        (cache.generation == generation)
+            .then(|| cache.bodies.get(key).cloned())
+            .flatten()
+    }
+
+    fn remember(&self, generation: u64, key: String, body: Bytes) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.generation != generation {
+                cache.generation = generation;
+                cache.bodies.clear();
+            }
+            if cache.bodies.len() < 256 {
+                cache.bodies.insert(key, body);
+            }
+        }
+    }
+}
+
+/// An API error: Scope sends the message as a JSON string.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_string(&self.1).unwrap_or_default();
+        (self.0, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+fn json_body(bytes: Bytes) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding response: {e}"),
+        )
+    })
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
+/// The router with every API route.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/api", get(api_info))
+        .route("/api/topology", get(topology_list))
+        .route("/api/topology/{view}", get(topology))
+        .route("/api/topology/{view}/ws", get(ws::topology_ws))
+        .route("/api/topology/{view}/{*node}", get(node_details))
+        .route("/api/report", get(get_report).post(post_report))
+        .route("/api/probes", get(probes))
+        .route("/api/health", get(health))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct Capabilities {
+    historic_reports: bool,
+}
+
+#[derive(Serialize)]
+struct ApiInfo<'a> {
+    id: &'a str,
+    version: &'a str,
+    hostname: &'a str,
+    plugins: Vec<PluginJson>,
+    capabilities: Capabilities,
+}
+
+#[derive(Serialize)]
+struct PluginJson {
+    id: String,
+    label: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    description: String,
+    interfaces: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    api_version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    status: String,
+}
+
+async fn api_info(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let snapshot = s.collector.snapshot();
+    let plugins = snapshot
+        .merged
+        .plugins
+        .values()
+        .map(|p| PluginJson {
+            id: p.id.to_string(),
+            label: p.label.to_string(),
+            description: p.description.to_string(),
+            interfaces: p.interfaces.iter().map(|i| i.to_string()).collect(),
+            api_version: p.api_version.to_string(),
+            status: p.status.to_string(),
+        })
+        .collect();
+    let info = ApiInfo {
+        id: &s.config.app_id,
+        version: &s.config.version,
+        hostname: &s.config.hostname,
+        plugins,
+        capabilities: Capabilities {
+            historic_reports: false,
+        },
+    };
+    Ok(json_body(to_json(&info)?))
+}
+
+fn cache_key(kind: &str, view: &str, query: &[(String, String)]) -> String {
+    let mut key = format!("{kind}:{view}?");
+    for (k, v) in query {
+        key.push_str(k);
+        key.push('=');
+        key.push_str(v);
+        key.push('&');
+    }
+    key
+}
+
+/// Renders on a blocking thread, caching the body per snapshot generation.
+async fn rendered<F>(s: &AppState, key: String, f: F) -> Result<Option<Bytes>, ApiError>
+where
+    F: FnOnce(&rescope_render::RenderContext<'_>) -> Option<Result<Bytes, ApiError>>
+        + Send
+        + 'static,
+{
+    let snapshot = s.collector.snapshot();
+    if let Some(body) = s.cached(snapshot.generation, &key) {
+        return Ok(Some(body));
+    }
+    let generation = snapshot.generation;
+    let out = tokio::task::spawn_blocking(move || {
+        let ctx = RenderContext::new(&snapshot.prepared, snapshot.taken);
+        f(&ctx)
+    })
+    .await
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering failed: {e}"),
+        )
+    })?;
+    match out {
+        Some(Ok(body)) => {
+            s.remember(generation, key, body.clone());
+            Ok(Some(body))
+        }
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
+    }
+}
+
+async fn topology_list(
+    State(s): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let key = cache_key("list", "", &query);
+    let body = rendered(&s, key, move |ctx| {
+        Some(to_json(&list::topology_list(ctx, &query)))
+    })
+    .await?;
+    Ok(body.map_or_else(not_found, json_body))
+}
+
+#[derive(Serialize)]
+struct NodesBody<'a> {
+    nodes: &'a std::collections::BTreeMap<rescope_report::Str, rescope_render::wire::NodeSummary>,
+}
+
+async fn topology(
+    State(s): State<AppState>,
+    Path(view): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let key = cache_key("view", &view, &query);
+    let body = rendered(&s, key, move |ctx| {
+        let r = rescope_render::render_in(ctx, &view, &query)?;
+        let summaries = rescope_render::summaries(&r, ctx.report);
+        Some(to_json(&NodesBody { nodes: &summaries }))
+    })
+    .await?;
+    Ok(body.map_or_else(not_found, json_body))
+}
+
+#[derive(Serialize)]
+struct NodeBody {
+    node: rescope_render::wire::NodeDetails,
+}
+
+async fn node_details(
+    State(s): State<AppState>,
+    Path((view, node)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let key = cache_key("node", &format!("{view}/{node}"), &query);
+    let body = rendered(&s, key, move |ctx| {
+        let details = detail::details(ctx, &view, &node, &query)?;
+        Some(to_json(&NodeBody { node: details }))
+    })
+    .await?;
+    Ok(body.map_or_else(not_found, json_body))
+}
+
+async fn get_report(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let snapshot = s.collector.snapshot();
+    let msgpack = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("application/msgpack"));
+    let body = tokio::task::spawn_blocking(move || {
+        if msgpack {
+            codec::to_msgpack(&snapshot.merged)
+        } else {
+            codec::to_json(&snapshot.merged).into_bytes()
+        }
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let content_type = if msgpack {
+        "application/msgpack"
+    } else {
+        "application/json"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// `POST /api/report`: a probe publishes. gzip is undone with a size cap (a gzip bomb
+/// gets 413), the format comes from the content type, and malformed reports get a 400
+/// that says what is wrong and where.
+async fn post_report(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let content_type = text(header::CONTENT_TYPE);
+    let format = if content_type.starts_with("application/msgpack") {
+        Format::Msgpack
+    } else if content_type.starts_with("application/json") {
+        Format::Json
+    } else {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("Unsupported Content-Type: {content_type}"),
+        ));
+    };
+    let gzip = text(header::CONTENT_ENCODING).contains("gzip");
+    let probe_id = headers
+        .get(PROBE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("unidentified")
+        .to_string();
+    let limit = s.config.max_report_bytes;
+    let decoded = tokio::task::spawn_blocking(move || {
+        let plain;
+        let bytes: &[u8] = if gzip {
+            plain = codec::gunzip(&body, limit)?;
+            &plain
+        } else {
+            if body.len() > limit {
+                return Err(DecodeError::TooLarge { limit });
+            }
+            &body
+        };
+        codec::decode_plain(bytes, format)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let report = match decoded {
+        Ok(r) => r,
+        Err(e @ DecodeError::TooLarge { .. }) => {
+            warn!(probe = %probe_id, error = %e, "rejected report");
+            return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()));
+        }
+        Err(e) => {
+            warn!(probe = %probe_id, error = %e, "rejected report");
+            return Err(ApiError(StatusCode::BAD_REQUEST, e.to_string()));
+        }
+    };
+    let future = report.ts.nanos_since(rescope_report::GoTime::now());
+    if future > 60_000_000_000 {
+        warn!(probe = %probe_id, seconds = future / 1_000_000_000, "report is stamped in the future; is the probe's clock right?");
+    }
+    let kind = s.collector.add(&probe_id, report);
+    debug!(probe = %probe_id, ?kind, "report received");
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Serialize)]
+struct ProbeJson {
+    id: String,
+    hostname: String,
+    version: String,
+    #[serde(rename = "lastSeen")]
+    last_seen: String,
+}
+
+async fn probes(
+    State(s): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    if query.iter().any(|(k, _)| k == "sparse") {
+        return Ok(json_body(to_json(&s.collector.has_reports())?));
+    }
+    let list: Vec<ProbeJson> = s
+        .collector
+        .probes()
+        .into_iter()
+        .map(|p| ProbeJson {
+            id: p.id,
+            hostname: p.hostname,
+            version: p.version,
+            last_seen: p.last_seen.to_rfc3339(),
+        })
+        .collect();
+    Ok(json_body(to_json(&list)?))
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    probes: usize,
+    nodes: usize,
+}
+
+async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let snapshot = s.collector.snapshot();
+    let h = Health {
+        status: "ok",
+        probes: s.collector.probes().len(),
+        nodes: snapshot.merged.node_count(),
+    };
+    Ok(json_body(to_json(&h)?))
+}

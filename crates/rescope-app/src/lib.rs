@@ -1,0 +1,48 @@
+//! The Rescope app: receives reports from probes, keeps each probe's current state,
+//! renders the views, and serves Scope's HTTP API (and Rescope's UI) over HTTP and
+//! websockets.
+
+pub mod api;
+pub mod auth;
+pub mod collector;
+pub mod config;
+pub mod ws;
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+pub use api::AppState;
+pub use collector::Collector;
+pub use config::AppConfig;
+
+/// Stops the app when the value becomes `true` or the sender is dropped.
+pub type Shutdown = tokio::sync::watch::Receiver<bool>;
+
+/// Serves the API on an already bound listener until shutdown.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: Arc<AppConfig>,
+    collector: Arc<Collector>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    if config.exposed_without_auth() {
+        warn!(
+            listen = %config.listen,
+            "the app is reachable from other machines without authentication: anyone who can reach it sees this \
+             host's processes and connections; commands (shells, exec) are refused unless --allow-remote-exec is given; \
+             set --basic-auth to require credentials"
+        );
+    }
+    info!(address = %listener.local_addr()?, "serving the Rescope app");
+    let app = api::router(AppState::new(config, collector));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+}

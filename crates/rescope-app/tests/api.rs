@@ -1,0 +1,319 @@
+//! The app over real HTTP on 127.0.0.1: reports exactly as a real Weave Scope probe
+//! published them go in, Scope's API comes out.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rescope_app::{AppConfig, Collector};
+use rescope_report::codec;
+use serde_json::Value;
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/scope")
+            .join(rel),
+    )
+    .expect("fixture")
+}
+
+struct App {
+    base: String,
+    addr: SocketAddr,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn start(configure: impl FnOnce(&mut AppConfig)) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = AppConfig::new(addr);
+    config.hostname = "testhost".into();
+    configure(&mut config);
+    let config = Arc::new(config);
+    let collector = Collector::new(config.window);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(rescope_app::serve_on(listener, config, collector, shutdown));
+    App {
+        base: format!("http://{addr}"),
+        addr,
+        _stop: stop,
+    }
+}
+
+async fn publish(app: &App, body: Vec<u8>, content_type: &str, gzip: bool) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/api/report", app.base))
+        .header("Content-Type", content_type)
+        .header("X-Scope-Probe-ID", "45522f0c0946eca6")
+        .header("Authorization", "Scope-Probe token=")
+        .body(body);
+    if gzip {
+        req = req.header("Content-Encoding", "gzip");
+    }
+    req.send().await.expect("request")
+}
+
+async fn get_json(app: &App, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{}{path}", app.base))
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn a_real_scope_probe_report_is_accepted_and_rendered() {
+    let app = start(|_| {}).await;
+    let r = publish(
+        &app,
+        fixture("published/load-full.msgpack.gz"),
+        "application/msgpack",
+        true,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text().await.expect("body").is_empty(),
+        "success is an empty body"
+    );
+
+    let (status, api) = get_json(&app, "/api").await;
+    assert_eq!(status, 200);
+    assert_eq!(api["hostname"], "testhost");
+    assert!(api["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(api["plugins"], Value::Array(vec![]));
+
+    let (_, hosts) = get_json(&app, "/api/topology/hosts").await;
+    assert_eq!(hosts["nodes"]["vm;<host>"]["label"], "vm");
+    let (_, procs) = get_json(&app, "/api/topology/processes").await;
+    assert_eq!(procs["nodes"].as_object().map(|n| n.len()), Some(443));
+    // Any query switches Scope's default filters on: unconnected processes are hidden.
+    let (_, filtered) = get_json(&app, "/api/topology/processes?unconnected=hide").await;
+    assert!(filtered["nodes"].as_object().map_or(0, |n| n.len()) < 443);
+
+    let (status, details) = get_json(&app, "/api/topology/hosts/vm%3B%3Chost%3E").await;
+    assert_eq!(status, 200);
+    assert_eq!(details["node"]["controls"][0]["id"], "host_exec");
+    assert_eq!(
+        details["node"]["connections"][0]["id"],
+        "incoming-connections"
+    );
+
+    let (status, _) = get_json(&app, "/api/topology/hosts/nope%3B%3Chost%3E").await;
+    assert_eq!(status, 404);
+    let r = reqwest::get(format!("{}/api/topology/no-such-view", app.base))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 404);
+
+    let (_, list) = get_json(&app, "/api/topology").await;
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Containers",
+            "Hosts",
+            "Pods",
+            "Processes",
+            "Services",
+            "Tasks"
+        ]
+    );
+
+    let (_, probes) = get_json(&app, "/api/probes").await;
+    assert_eq!(probes[0]["id"], "45522f0c0946eca6");
+    assert_eq!(probes[0]["hostname"], "vm");
+    let (_, sparse) = get_json(&app, "/api/probes?sparse").await;
+    assert_eq!(sparse, Value::Bool(true));
+
+    // The merged report round-trips in msgpack.
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/report", app.base))
+        .header("Accept", "application/msgpack")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.headers()["content-type"], "application/msgpack");
+    let report = codec::decode(&r.bytes().await.expect("body")).expect("decodes");
+    assert_eq!(
+        report[rescope_report::TopologyKind::Process].nodes.len(),
+        442
+    );
+}
+
+#[tokio::test]
+async fn bad_reports_get_clear_4xx_answers() {
+    let app = start(|c| c.max_report_bytes = 1 << 20).await;
+    let r = publish(&app, b"{}".to_vec(), "text/plain", false).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        Value::String("Unsupported Content-Type: text/plain".into())
+    );
+
+    let r = publish(
+        &app,
+        br#"{"Window": "soon"}"#.to_vec(),
+        "application/json",
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let message = r.json::<Value>().await.expect("json");
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("at Window")),
+        "{message}"
+    );
+
+    let mut bomb = b"{\"ID\": \"x\"}".to_vec();
+    bomb.extend(std::iter::repeat_n(b' ', 8 << 20));
+    let r = publish(&app, codec::gzip(&bomb), "application/json", true).await;
+    assert_eq!(r.status(), 413);
+
+    let r = publish(
+        &app,
+        vec![0x1f, 0x8b, 0x08, 0x00],
+        "application/msgpack",
+        true,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.expect("body").contains("gzip"));
+
+    // The app is still up and serving.
+    let (status, _) = get_json(&app, "/api/topology").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn basic_auth_and_probe_tokens_guard_the_routes() {
+    let app = start(|c| {
+        c.basic_auth = Some(rescope_app::config::BasicAuth {
+            user: "admin".into(),
+            password: rescope_app::config::Secret("s3cret".into()),
+        });
+        c.probe_token = Some(rescope_app::config::Secret("probe-token".into()));
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(
+            client
+                .get(format!("{}/api/topology", app.base))
+                .send()
+                .await
+                .expect("req")
+        ),
+        401
+    );
+    assert_eq!(
+        status(
+            client
+                .get(format!("{}/api/topology", app.base))
+                .basic_auth("admin", Some("s3cret"))
+                .send()
+                .await
+                .expect("req")
+        ),
+        200
+    );
+    assert_eq!(
+        status(
+            client
+                .get(format!("{}/api/topology", app.base))
+                .basic_auth("admin", Some("wrong"))
+                .send()
+                .await
+                .expect("req")
+        ),
+        401
+    );
+    let publish_with = |token: &'static str| {
+        client
+            .post(format!("{}/api/report", app.base))
+            .header("Content-Type", "application/json")
+            .header("Authorization", format!("Scope-Probe token={token}"))
+            .body("{}")
+            .send()
+    };
+    assert_eq!(status(publish_with("probe-token").await.expect("req")), 200);
+    assert_eq!(status(publish_with("guess").await.expect("req")), 401);
+    // A probe token does not open the UI routes.
+    let r = client
+        .get(format!("{}/api/topology", app.base))
+        .header("Authorization", "Scope-Probe token=probe-token")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(status(r), 401);
+}
+
+#[tokio::test]
+async fn the_topology_websocket_sends_a_reset_then_diffs() {
+    let app = start(|_| {}).await;
+    publish(
+        &app,
+        fixture("published/idle-full.msgpack.gz"),
+        "application/msgpack",
+        true,
+    )
+    .await;
+    let url = format!("ws://{}/api/topology/hosts/ws?t=5s", app.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect");
+    let first = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("first message")
+        .expect("open")
+        .expect("ok");
+    let first: Value = serde_json::from_str(first.to_text().expect("text")).expect("json");
+    assert_eq!(first["reset"], true);
+    assert!(
+        first["add"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n["id"] == "vm;<host>"))
+    );
+    // A new report pushes an update well before the 5 s period.
+    publish(
+        &app,
+        fixture("published/load-full.msgpack.gz"),
+        "application/msgpack",
+        true,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let next = tokio::time::timeout(Duration::from_secs(3), socket.next())
+        .await
+        .expect("pushed early")
+        .expect("open")
+        .expect("ok");
+    let next: Value = serde_json::from_str(next.to_text().expect("text")).expect("json");
+    assert!(next.get("reset").is_none());
+    assert!(
+        next["update"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|n| n["id"] == "vm;<host>")),
+        "{next}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let r = reqwest::get(format!("{}/api/topology/hosts/ws?t=never", app.base))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 400);
+}
