@@ -25,3 +25,21 @@ pub mod walker;
 /// Signals shutdown: the probe stops when the value becomes `true` or the sender is
 /// dropped.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
+
+use std::sync::{Arc, Mutex};
+
+/// The spy loop with every collector the configuration enables.
+pub fn spy_for(config: &config::ProbeConfig, metrics: Arc<selfmetrics::SelfMetrics>) -> spy::Spy {
+    let walker = config.processes.then(|| {
+        Arc::new(Mutex::new(walker::ProcessWalker::new(
+            &config.proc_root,
+            config.omit_cmd_args,
+        )))
+    });
+    let mut spy = spy::Spy::new(config.host_node_id(), walker, metrics);
+    spy.add_reporter(Box::new(host::HostReporter::new(config)));
+    if config.processes {
+        spy.add_reporter(Box::new(process::ProcessReporter::new(config)));
+    }
+    spy
+}

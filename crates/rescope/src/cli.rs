@@ -4,21 +4,50 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::app_cmd::AppArgs;
+use crate::probe_cmd::{ProbeArgs, ProbeOptions};
+
 /// Rescope: a live map of every host, container, process and connection, compatible
 /// with Weave Scope's probes, plugins and API.
 #[derive(Debug, Parser)]
 #[command(name = "rescope", version, about, long_about = None)]
 pub struct Cli {
+    /// Log level or filter (`info`, `debug`, `rescope_probe=debug`); default `info`,
+    /// or `RUST_LOG`.
+    #[arg(
+        long = "log-level",
+        alias = "probe.log.level",
+        alias = "app.log.level",
+        global = true,
+        env = "RESCOPE_LOG_LEVEL"
+    )]
+    pub log_level: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the probe and the app in one process; the UI and API on
+    /// http://localhost:4040.
+    Launch(LaunchArgs),
+    /// Run the app only: receive reports from probes, serve the UI and API.
+    App(AppArgs),
     /// Inspect, check and convert report files (Scope's wire format: JSON or msgpack,
     /// optionally gzip-compressed; detected from the content).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Run the probe only, publishing to one or more apps.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    #[command(flatten)]
+    pub probe: ProbeOptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,4 +108,68 @@ pub struct ValidateArgs {
     /// Treat warnings as errors.
     #[arg(long)]
     pub deny_warnings: bool,
+}
+
+/// Go's flag package accepts `-probe.docker=true`; clap wants two dashes. Rewrites
+/// single-dash Scope flags so existing manifests keep working.
+pub fn normalize_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .map(|a| {
+            let go_style = a.starts_with('-')
+                && !a.starts_with("--")
+                && (a[1..].starts_with("probe.")
+                    || a[1..].starts_with("app.")
+                    || a[1..].starts_with("service-token"));
+            if go_style { format!("-{a}") } else { a }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_style_flags_are_accepted() {
+        let args = normalize_go_flags(
+            [
+                "rescope",
+                "probe",
+                "-probe.docker=false",
+                "--probe.spy.interval=2s",
+                "-probe.no-controls",
+                "10.0.0.1:4040",
+            ]
+            .map(String::from),
+        );
+        let cli = Cli::try_parse_from(args).expect("parses");
+        let Command::Probe(p) = cli.command else {
+            panic!("probe")
+        };
+        let config = p.into_config().expect("valid");
+        assert!(!config.docker);
+        assert!(config.no_controls);
+        assert_eq!(config.spy_interval, std::time::Duration::from_secs(2));
+        assert_eq!(config.targets[0].base_url(), "http://10.0.0.1:4040");
+    }
+
+    #[test]
+    fn launch_defaults_to_loopback() {
+        let cli = Cli::try_parse_from(["rescope", "launch"]).expect("parses");
+        let Command::Launch(l) = cli.command else {
+            panic!("launch")
+        };
+        let app = l.app.into_config().expect("valid");
+        assert!(app.listen.ip().is_loopback());
+        assert_eq!(app.listen.port(), 4040);
+        let cli =
+            Cli::try_parse_from(["rescope", "launch", "--app.http.address=:4041"]).expect("parses");
+        let Command::Launch(l) = cli.command else {
+            panic!("launch")
+        };
+        assert_eq!(
+            l.app.into_config().expect("valid").listen.to_string(),
+            "0.0.0.0:4041"
+        );
+    }
 }

@@ -2,15 +2,25 @@
 
 use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::Parser;
+use tokio::sync::watch;
 
+mod app_cmd;
 mod cli;
+mod launch_cmd;
+mod logging;
+mod probe_cmd;
 mod report_cmd;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(cli::normalize_go_flags(std::env::args()));
     let result = match cli.command {
         cli::Command::Report(cmd) => report_cmd::run(cmd),
+        daemon => {
+            logging::init(cli.log_level.as_deref());
+            run_daemon(daemon).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -19,4 +29,92 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Completes when SIGINT or SIGTERM arrives.
+async fn signalled() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// `rescope probe --publish-stdout`: every publish interval, the reports collected
+/// since are merged and printed as indented JSON.
+async fn print_reports(
+    config: rescope_probe::config::ProbeConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    use std::io::Write;
+    let metrics = std::sync::Arc::new(rescope_probe::selfmetrics::SelfMetrics::new());
+    let spy = rescope_probe::spy_for(&config, metrics);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(spy.run(config.spy_interval, tx, shutdown));
+    let mut ticker = tokio::time::interval(config.publish_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let mut merged: Option<rescope_report::Report> = None;
+        loop {
+            match rx.try_recv() {
+                Ok(r) => match merged.as_mut() {
+                    Some(m) => m.merge_owned(r),
+                    None => merged = Some(r),
+                },
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return Ok(()),
+            }
+        }
+        if let Some(report) = merged {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", rescope_report::codec::to_json_pretty(&report))?;
+        }
+    }
+}
+
+fn run_daemon(command: cli::Command) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            signalled().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        });
+        match command {
+            cli::Command::Launch(args) => {
+                let app = args.app.into_config()?;
+                let probe = args.probe.into_config(Vec::new())?;
+                launch_cmd::run(app, probe, shutdown).await
+            }
+            cli::Command::App(args) => {
+                let config = std::sync::Arc::new(args.into_config()?);
+                let listener = tokio::net::TcpListener::bind(config.listen).await?;
+                let collector = rescope_app::Collector::new(config.window);
+                rescope_app::serve_on(listener, config, collector, shutdown).await?;
+                Ok(())
+            }
+            cli::Command::Probe(args) => {
+                let config = args.into_config()?;
+                if !config.publish_stdout {
+                    anyhow::bail!(
+                        "publishing to remote apps is not available in this build yet; use `rescope launch`, \
+                         or `rescope probe --publish-stdout` to print reports"
+                    );
+                }
+                print_reports(config, shutdown).await
+            }
+            cli::Command::Report(_) => Ok(()),
+        }
+    })
 }

@@ -1,0 +1,54 @@
+//! `rescope launch`: the probe and the app in one process. The probe's reports go
+//! straight into the app's collector, without HTTP, every spy interval.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rescope_app::{AppConfig, Collector};
+use rescope_probe::config::ProbeConfig;
+use rescope_probe::selfmetrics::SelfMetrics;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+pub async fn run(
+    app: AppConfig,
+    probe: ProbeConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(app.listen)
+        .await
+        .with_context(|| format!("listening on {}", app.listen))?;
+    let app = Arc::new(app);
+    let collector = Collector::new(app.window);
+    let metrics = Arc::new(SelfMetrics::new());
+    let mut spy = rescope_probe::spy_for(&probe, metrics.clone());
+    let latest = spy.keep_latest();
+    if let Some(addr) = probe.http_listen {
+        let shutdown = shutdown.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                rescope_probe::debug_server::serve(addr, metrics, latest, shutdown).await
+            {
+                warn!(%addr, error = %e, "cannot serve the probe's /metrics");
+            }
+        });
+    }
+    let (tx, mut rx) = mpsc::channel(16);
+    tokio::spawn(spy.run(probe.spy_interval, tx, shutdown.clone()));
+    let local = collector.clone();
+    let probe_id = probe.probe_id.clone();
+    tokio::spawn(async move {
+        while let Some(report) = rx.recv().await {
+            local.add(&probe_id, report);
+        }
+    });
+    info!(
+        url = %format!("http://{}", listener.local_addr()?),
+        probe = %probe.probe_id,
+        host = %probe.hostname,
+        "Rescope is running"
+    );
+    rescope_app::serve_on(listener, app, collector, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `rescope probe`: flags → [`ProbeConfig`].
+//!
+//! Every flag has an idiomatic spelling (`--spy-interval`), Scope's spelling as an
+//! alias (`--probe.spy.interval`, also with Go's single dash, see [`crate::cli`]), and
+//! a `RESCOPE_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{ArgAction, Args};
+use rescope_probe::config::{
+    AppTarget, DEFAULT_PLUGINS_ROOT, ProbeConfig, Secret, default_hostname, parse_go_duration,
+};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_go_duration(s)
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// Apps to publish to: `host`, `host:port`, `http(s)://host[:port]`, `token@host`
+    /// (default 127.0.0.1:4040).
+    #[arg(value_name = "APP_URL", env = "RESCOPE_APPS", value_delimiter = ',')]
+    pub apps: Vec<String>,
+
+    #[command(flatten)]
+    pub options: ProbeOptions,
+}
+
+/// The probe's flags, shared by `rescope probe` and `rescope launch`.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeOptions {
+    /// How often to collect (Go duration, e.g. `1s`).
+    #[arg(long = "spy-interval", alias = "probe.spy.interval", env = "RESCOPE_SPY_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub spy_interval: Duration,
+
+    /// How often to publish to the apps.
+    #[arg(long = "publish-interval", alias = "probe.publish.interval", env = "RESCOPE_PUBLISH_INTERVAL", default_value = "3s", value_parser = duration)]
+    pub publish_interval: Duration,
+
+    /// Every N-th publish is a full report, deltas in between.
+    #[arg(
+        long = "full-report-every",
+        alias = "probe.full-report-every",
+        env = "RESCOPE_FULL_REPORT_EVERY",
+        default_value_t = 3
+    )]
+    pub full_report_every: u32,
+
+    /// Plugin socket directory; empty disables plugins.
+    #[arg(long = "plugins-root", alias = "probe.plugins.root", env = "RESCOPE_PLUGINS_ROOT", default_value = DEFAULT_PLUGINS_ROOT)]
+    pub plugins_root: String,
+
+    /// Offer no controls (no shells, no container actions) and open no control channel.
+    #[arg(long = "no-controls", alias = "probe.no-controls", env = "RESCOPE_NO_CONTROLS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub no_controls: bool,
+
+    /// Report only the program name of command lines, not their arguments.
+    #[arg(long = "omit-cmd-args", alias = "probe.omit.cmd-args", env = "RESCOPE_OMIT_CMD_ARGS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub omit_cmd_args: bool,
+
+    /// Do not report container environment variables.
+    #[arg(long = "omit-env-vars", alias = "probe.omit.env-vars", env = "RESCOPE_OMIT_ENV_VARS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    pub omit_env_vars: bool,
+
+    /// Where procfs is mounted.
+    #[arg(
+        long = "proc-root",
+        alias = "probe.proc.root",
+        env = "RESCOPE_PROC_ROOT",
+        default_value = "/proc"
+    )]
+    pub proc_root: PathBuf,
+
+    /// Report processes and attribute connections to them.
+    #[arg(long = "processes", alias = "probe.processes", env = "RESCOPE_PROCESSES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    pub processes: bool,
+
+    /// Use netfilter conntrack for short-lived and NAT'd connections.
+    #[arg(long = "conntrack", alias = "probe.conntrack", env = "RESCOPE_CONNTRACK", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    pub conntrack: bool,
+
+    /// Report Docker containers and images.
+    #[arg(long = "docker", alias = "probe.docker", env = "RESCOPE_DOCKER", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    pub docker: bool,
+
+    /// Token to authenticate to the apps (`Authorization: Scope-Probe token=…`).
+    #[arg(
+        long = "token",
+        alias = "probe.token",
+        alias = "service-token",
+        env = "RESCOPE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Print reports as JSON on standard output instead of publishing.
+    #[arg(long = "publish-stdout", alias = "probe.publish.stdout", env = "RESCOPE_PUBLISH_STDOUT", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub publish_stdout: bool,
+
+    /// Serve the probe's /metrics and /debug/report on this address (e.g. 127.0.0.1:4041).
+    #[arg(
+        long = "http-listen",
+        alias = "probe.http.listen",
+        env = "RESCOPE_PROBE_HTTP_LISTEN"
+    )]
+    pub http_listen: Option<SocketAddr>,
+
+    /// Host name to report instead of the OS's (Scope: $SCOPE_HOSTNAME).
+    #[arg(long = "hostname", env = "SCOPE_HOSTNAME")]
+    pub hostname: Option<String>,
+}
+
+impl ProbeArgs {
+    /// Validates the flags into a configuration.
+    pub fn into_config(self) -> Result<ProbeConfig> {
+        self.options.into_config(self.apps)
+    }
+}
+
+impl ProbeOptions {
+    /// Validates the flags into a configuration publishing to `apps`.
+    pub fn into_config(self, apps: Vec<String>) -> Result<ProbeConfig> {
+        let hostname = self
+            .hostname
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(default_hostname);
+        if hostname.contains(';') {
+            bail!("host name {hostname:?} contains ';', which node IDs use as a delimiter");
+        }
+        let mut config = ProbeConfig::new(hostname);
+        let apps: Vec<String> = apps.into_iter().filter(|a| !a.trim().is_empty()).collect();
+        config.targets = if apps.is_empty() && !self.publish_stdout {
+            vec![AppTarget::parse("127.0.0.1:4040")?]
+        } else {
+            apps.iter()
+                .map(|a| AppTarget::parse(a))
+                .collect::<Result<_, _>>()?
+        };
+        if self.spy_interval.is_zero() || self.publish_interval.is_zero() {
+            bail!("spy and publish intervals must be positive");
+        }
+        if self.full_report_every == 0 {
+            bail!("--full-report-every must be at least 1");
+        }
+        config.spy_interval = self.spy_interval;
+        config.publish_interval = self.publish_interval;
+        config.full_report_every = self.full_report_every;
+        config.plugins_root =
+            (!self.plugins_root.is_empty()).then(|| PathBuf::from(self.plugins_root));
+        config.no_controls = self.no_controls;
+        config.omit_cmd_args = self.omit_cmd_args;
+        config.omit_env_vars = self.omit_env_vars;
+        config.proc_root = self.proc_root;
+        config.processes = self.processes;
+        config.conntrack = self.conntrack;
+        config.docker = self.docker;
+        config.token = Secret(self.token.unwrap_or_default());
+        config.publish_stdout = self.publish_stdout;
+        config.http_listen = self.http_listen;
+        Ok(config)
+    }
+}

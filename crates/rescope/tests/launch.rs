@@ -1,0 +1,88 @@
+//! `rescope launch` as a user runs it: the real binary, probing this machine, serving
+//! Scope's API on a loopback port.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn get(url: &str) -> Option<serde_json::Value> {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+#[test]
+fn launch_shows_this_host_and_its_own_process() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        println!("skipped: curl is not installed");
+        return;
+    }
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_rescope"))
+        .args([
+            "launch",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--hostname",
+            "launchtest",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let pid = child.id();
+    let _guard = Running(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = None;
+    while Instant::now() < deadline {
+        if let Some(procs) = get(&format!("{base}/api/topology/processes"))
+            && let Some(node) = procs["nodes"].get(format!("launchtest;{pid}"))
+        {
+            found = Some(node.clone());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let node = found.expect("rescope's own process appears in the processes view");
+    assert_eq!(node["labelMinor"], format!("launchtest ({pid})"));
+    assert!(
+        node["label"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("rescope"))
+    );
+    let hosts = get(&format!("{base}/api/topology/hosts")).expect("hosts");
+    assert_eq!(hosts["nodes"]["launchtest;<host>"]["label"], "launchtest");
+    let details = get(&format!(
+        "{base}/api/topology/hosts/launchtest%3B%3Chost%3E"
+    ))
+    .expect("details");
+    let children: Vec<&str> = details["node"]["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter_map(|g| g["label"].as_str())
+        .collect();
+    assert!(children.contains(&"Processes"), "{children:?}");
+}
