@@ -34,10 +34,6 @@ fn get(url: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn launch_shows_this_host_and_its_own_process() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        println!("skipped: curl is not installed");
-        return;
-    }
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_rescope"))
         .args([
