@@ -34,6 +34,7 @@ pub mod report;
 pub mod sorted;
 pub mod str;
 pub mod summary;
+pub mod synthetic;
 pub mod time;
 pub mod topology;
 pub mod upgrade;

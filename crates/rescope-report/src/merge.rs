@@ -273,10 +273,12 @@ impl Topology {
         self.merge_presentation(other);
         let host = kind == TopologyKind::Host;
         for (id, node) in &other.nodes {
-            match self.nodes.get_mut(id) {
-                Some(existing) => existing.merge_with_rules(node, host),
-                None => {
-                    self.nodes.insert(id.clone(), node.clone());
+            match self.nodes.entry(id.clone()) {
+                std::collections::btree_map::Entry::Occupied(mut existing) => {
+                    existing.get_mut().merge_with_rules(node, host)
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(node.clone());
                 }
             }
         }
@@ -291,10 +293,12 @@ impl Topology {
             return;
         }
         for (id, node) in other.nodes {
-            match self.nodes.get_mut(&id) {
-                Some(existing) => existing.merge_with_rules(&node, host),
-                None => {
-                    self.nodes.insert(id, node);
+            match self.nodes.entry(id) {
+                std::collections::btree_map::Entry::Occupied(mut existing) => {
+                    existing.get_mut().merge_with_rules(&node, host)
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(node);
                 }
             }
         }
