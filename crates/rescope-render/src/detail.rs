@@ -332,8 +332,7 @@ pub fn details(
     node_id: &str,
     query: &[(String, String)],
 ) -> Option<NodeDetails> {
-    let unfiltered = render_unfiltered(ctx, view)?;
-    let node = unfiltered.nodes.get(node_id)?.clone();
+    let node = render_unfiltered(ctx, view)?.nodes.get(node_id)?.clone();
     let mut filtered = render_in(ctx, view, query)?.nodes;
     if !filtered.contains_key(node_id) {
         filtered.insert(node.id.clone(), node.clone());

@@ -56,8 +56,19 @@ fn weave(ctx: &RenderContext<'_>) -> Nodes {
     out
 }
 
-/// Renders a view without options. `None` for an unknown view.
-pub fn render_unfiltered(ctx: &RenderContext<'_>, view: &str) -> Option<Rendered> {
+/// Renders a view without options (once per context). `None` for an unknown view.
+pub fn render_unfiltered(ctx: &RenderContext<'_>, view: &str) -> Option<std::rc::Rc<Rendered>> {
+    if let Some(r) = ctx.rendered.borrow().get(view) {
+        return Some(r.clone());
+    }
+    let r = std::rc::Rc::new(render_view(ctx, view)?);
+    ctx.rendered
+        .borrow_mut()
+        .insert(view.to_string(), r.clone());
+    Some(r)
+}
+
+fn render_view(ctx: &RenderContext<'_>, view: &str) -> Option<Rendered> {
     let nodes = match view {
         "processes" => ctx.processes().clone(),
         "processes-by-name" => views::processes_by_name(ctx),
@@ -81,7 +92,7 @@ pub fn render_in(
     query: &[(String, String)],
 ) -> Option<Rendered> {
     let spec = catalog::view(view)?;
-    let mut rendered = render_unfiltered(ctx, view)?;
+    let mut rendered = (*render_unfiltered(ctx, view)?).clone();
     let groups = spec.options.unwrap_or_default();
     rendered.filtered += catalog::apply_options(&mut rendered.nodes, &groups, query);
     Some(rendered)

@@ -21,6 +21,9 @@ pub struct RenderContext<'a> {
     containers_base: OnceCell<Rendered>,
     containers: OnceCell<Rendered>,
     images: OnceCell<Nodes>,
+    /// Every view rendered so far (before options), shared by details and stats.
+    pub(crate) rendered:
+        std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<Rendered>>>,
 }
 
 impl std::fmt::Debug for RenderContext<'_> {
@@ -40,6 +43,7 @@ impl<'a> RenderContext<'a> {
             containers_base: OnceCell::new(),
             containers: OnceCell::new(),
             images: OnceCell::new(),
+            rendered: std::cell::RefCell::default(),
         }
     }
 
