@@ -1,24 +1,9 @@
 //! The app's validated configuration.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A value that must never be logged. `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(pub String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use rescope_report::secret::Secret;
 
 /// HTTP Basic credentials required on every route.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use rescope_report::secret::Secret;
+
 /// Scope's default app port.
 pub const DEFAULT_APP_PORT: u16 = 4040;
 /// Scope's default plugin directory.
@@ -131,28 +133,6 @@ impl fmt::Display for AppTarget {
 pub struct TargetError {
     pub target: String,
     pub reason: String,
-}
-
-/// A value that must never be logged. `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(pub String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
 }
 
 /// Everything the probe needs to know, validated.

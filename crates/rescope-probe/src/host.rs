@@ -81,14 +81,7 @@ fn metadata(
 ) -> (Str, MetadataTemplate) {
     (
         Str::new(id),
-        MetadataTemplate {
-            id: Str::new(id),
-            label: Str::new(label),
-            data_type: Str::new(data_type),
-            priority,
-            from: Str::new(from),
-            ..Default::default()
-        },
+        MetadataTemplate::new(id, label, data_type, priority, from),
     )
 }
 
@@ -101,13 +94,7 @@ fn metric(
 ) -> (Str, MetricTemplate) {
     (
         Str::new(id),
-        MetricTemplate {
-            id: Str::new(id),
-            label: Str::new(label),
-            format: Str::new(format),
-            group: Str::new(group),
-            priority,
-        },
+        MetricTemplate::new(id, label, format, group, priority),
     )
 }
 

@@ -49,14 +49,7 @@ pub fn process_presentation(report: &mut Report) {
     ] {
         t.metadata_templates.insert(
             Str::new(id),
-            MetadataTemplate {
-                id: Str::new(id),
-                label: Str::new(label),
-                data_type: Str::new(data_type),
-                priority,
-                from: Str::new("latest"),
-                ..Default::default()
-            },
+            MetadataTemplate::new(id, label, data_type, priority, "latest"),
         );
     }
     for (id, label, format, priority) in [
@@ -66,13 +59,7 @@ pub fn process_presentation(report: &mut Report) {
     ] {
         t.metric_templates.insert(
             Str::new(id),
-            MetricTemplate {
-                id: Str::new(id),
-                label: Str::new(label),
-                format: Str::new(format),
-                priority,
-                ..Default::default()
-            },
+            MetricTemplate::new(id, label, format, "", priority),
         );
     }
 }

@@ -111,26 +111,32 @@ fn render_processes(ctx: &RenderContext<'_>) -> Nodes {
     nodes
 }
 
-/// `processes-by-name`: processes grouped by name.
-pub fn processes_by_name(ctx: &RenderContext<'_>) -> Nodes {
-    let group = id::group_topology(TopologyKind::Process.name(), "name");
+/// Groups `input` by the value of `key` into nodes of topology
+/// `group:<base>:<key>`; pseudo nodes pass through, nodes without the key are dropped.
+fn group_by(ctx: &RenderContext<'_>, input: &Nodes, base: TopologyKind, key: &str) -> Nodes {
+    let group = id::group_topology(base.name(), key);
     let route = |x: &Node| -> Vec<(Str, Node)> {
         if is_pseudo(x) {
             return pass(x);
         }
-        match x.latest_value("name") {
-            Some(name) => vec![(name.clone(), fresh(name, &group))],
+        match x.latest_value(key) {
+            Some(v) => vec![(v.clone(), fresh(v, &group))],
             None => Vec::new(),
         }
     };
-    let mut nodes = Mapper {
+    Mapper {
         now: ctx.now,
         with_children: true,
         add_children: true,
         remap_edges: true,
         route: &route,
     }
-    .apply(ctx.processes());
+    .apply(input)
+}
+
+/// `processes-by-name`: processes grouped by name.
+pub fn processes_by_name(ctx: &RenderContext<'_>) -> Nodes {
+    let mut nodes = group_by(ctx, ctx.processes(), TopologyKind::Process, "name");
     color_connected(&mut nodes, ctx.now);
     nodes
 }
@@ -352,24 +358,12 @@ fn render_images(ctx: &RenderContext<'_>) -> Nodes {
 
 /// `containers-by-hostname`: containers grouped by their host name.
 pub fn containers_by_hostname(ctx: &RenderContext<'_>) -> Nodes {
-    let group = id::group_topology(TopologyKind::Container.name(), "docker_container_hostname");
-    let route = |x: &Node| -> Vec<(Str, Node)> {
-        if is_pseudo(x) {
-            return pass(x);
-        }
-        match x.latest_value("docker_container_hostname") {
-            Some(h) => vec![(h.clone(), fresh(h, &group))],
-            None => Vec::new(),
-        }
-    };
-    let mut nodes = Mapper {
-        now: ctx.now,
-        with_children: true,
-        add_children: true,
-        remap_edges: true,
-        route: &route,
-    }
-    .apply(&ctx.containers().nodes);
+    let mut nodes = group_by(
+        ctx,
+        &ctx.containers().nodes,
+        TopologyKind::Container,
+        "docker_container_hostname",
+    );
     let container = TopologyKind::Container.name();
     filter(
         &mut nodes,

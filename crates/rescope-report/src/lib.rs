@@ -31,6 +31,7 @@ pub mod merge;
 pub mod node;
 pub mod plugin;
 pub mod report;
+pub mod secret;
 pub mod sorted;
 pub mod str;
 pub mod summary;

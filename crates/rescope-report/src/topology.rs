@@ -157,6 +157,20 @@ pub struct MetadataTemplate {
     pub from: Str,
 }
 
+impl MetadataTemplate {
+    /// A template reading `id` from `from` (`latest`, `sets` or `counters`).
+    pub fn new(id: &str, label: &str, data_type: &str, priority: f64, from: &str) -> Self {
+        MetadataTemplate {
+            id: Str::new(id),
+            label: Str::new(label),
+            data_type: Str::new(data_type),
+            priority,
+            from: Str::new(from),
+            truncate: 0,
+        }
+    }
+}
+
 /// How a metric row is presented (`metric_templates`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricTemplate {
@@ -165,6 +179,18 @@ pub struct MetricTemplate {
     pub format: Str,
     pub group: Str,
     pub priority: f64,
+}
+
+impl MetricTemplate {
+    pub fn new(id: &str, label: &str, format: &str, group: &str, priority: f64) -> Self {
+        MetricTemplate {
+            id: Str::new(id),
+            label: Str::new(label),
+            format: Str::new(format),
+            group: Str::new(group),
+            priority,
+        }
+    }
 }
 
 /// How a table is built from `latest` keys (`table_templates`).
