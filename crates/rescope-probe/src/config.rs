@@ -149,6 +149,8 @@ pub struct ProbeConfig {
     pub full_report_every: u32,
     /// Plugin socket directory; `None` disables plugins.
     pub plugins_root: Option<PathBuf>,
+    /// Accept plugin sockets of any owner and in world-writable directories.
+    pub plugins_allow_any_owner: bool,
     /// Offer no controls and open no control connection.
     pub no_controls: bool,
     /// Keep only argv[0] of command lines.
@@ -186,6 +188,7 @@ impl ProbeConfig {
             publish_interval: Duration::from_secs(3),
             full_report_every: 3,
             plugins_root: Some(PathBuf::from(DEFAULT_PLUGINS_ROOT)),
+            plugins_allow_any_owner: false,
             no_controls: false,
             omit_cmd_args: false,
             omit_env_vars: true,

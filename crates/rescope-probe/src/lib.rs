@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod host;
 pub mod hostexec;
 pub mod pipe;
+pub mod plugin;
 pub mod process;
 pub mod publish;
 pub mod reporter;
@@ -28,8 +29,12 @@ pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 
 use std::sync::{Arc, Mutex};
 
-/// The spy loop with every collector the configuration enables.
-pub fn spy_for(config: &config::ProbeConfig, metrics: Arc<selfmetrics::SelfMetrics>) -> spy::Spy {
+/// The spy loop with every collector the configuration enables, and the plugin
+/// registry when plugins are on (the caller runs it: [`plugin::PluginRegistry::run`]).
+pub fn spy_for(
+    config: &config::ProbeConfig,
+    metrics: Arc<selfmetrics::SelfMetrics>,
+) -> (spy::Spy, Option<plugin::PluginRegistry>) {
     let walker = config.processes.then(|| {
         Arc::new(Mutex::new(walker::ProcessWalker::new(
             &config.proc_root,
@@ -41,5 +46,12 @@ pub fn spy_for(config: &config::ProbeConfig, metrics: Arc<selfmetrics::SelfMetri
     if config.processes {
         spy.add_reporter(Box::new(process::ProcessReporter::new(config)));
     }
-    spy
+    let plugins = config.plugins_root.as_ref().map(|root| {
+        let mut settings = plugin::PluginSettings::new(root, config.probe_id.clone());
+        settings.allow_any_owner = config.plugins_allow_any_owner;
+        let registry = plugin::PluginRegistry::new(settings);
+        spy.add_reporter(Box::new(plugin::PluginReporter(registry.clone())));
+        registry
+    });
+    (spy, plugins)
 }

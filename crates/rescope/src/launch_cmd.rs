@@ -21,7 +21,10 @@ pub async fn run(
     let app = Arc::new(app);
     let collector = Collector::new(app.window);
     let metrics = Arc::new(SelfMetrics::new());
-    let mut spy = rescope_probe::spy_for(&probe, metrics.clone());
+    let (mut spy, plugins) = rescope_probe::spy_for(&probe, metrics.clone());
+    if let Some(registry) = plugins {
+        tokio::spawn(registry.run(probe.spy_interval, shutdown.clone()));
+    }
     let latest = spy.keep_latest();
     if let Some(addr) = probe.http_listen {
         let shutdown = shutdown.clone();

@@ -53,6 +53,13 @@ pub struct ProbeOptions {
     #[arg(long = "plugins-root", alias = "probe.plugins.root", env = "RESCOPE_PLUGINS_ROOT", default_value = DEFAULT_PLUGINS_ROOT)]
     pub plugins_root: String,
 
+    /// Accept plugin sockets owned by any user or inside world-writable directories.
+    #[arg(
+        long = "plugins-allow-any-owner",
+        env = "RESCOPE_PLUGINS_ALLOW_ANY_OWNER"
+    )]
+    pub plugins_allow_any_owner: bool,
+
     /// Offer no controls (no shells, no container actions) and open no control channel.
     #[arg(long = "no-controls", alias = "probe.no-controls", env = "RESCOPE_NO_CONTROLS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     pub no_controls: bool,
@@ -150,6 +157,7 @@ impl ProbeOptions {
         config.full_report_every = self.full_report_every;
         config.plugins_root =
             (!self.plugins_root.is_empty()).then(|| PathBuf::from(self.plugins_root));
+        config.plugins_allow_any_owner = self.plugins_allow_any_owner;
         config.no_controls = self.no_controls;
         config.omit_cmd_args = self.omit_cmd_args;
         config.omit_env_vars = self.omit_env_vars;

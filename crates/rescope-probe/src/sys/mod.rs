@@ -4,3 +4,4 @@ pub mod conntrack;
 pub mod netns;
 pub mod proc;
 pub mod sockdiag;
+pub mod unixhttp;
