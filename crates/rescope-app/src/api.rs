@@ -26,6 +26,7 @@ use crate::ws;
 pub struct AppState {
     pub config: Arc<AppConfig>,
     pub collector: Arc<Collector>,
+    pub metrics: Arc<crate::metrics::AppMetrics>,
     cache: Arc<Mutex<RenderCache>>,
 }
 
@@ -41,6 +42,7 @@ impl AppState {
         AppState {
             config,
             collector,
+            metrics: Arc::default(),
             cache: Arc::default(),
         }
     }
@@ -116,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/report", get(get_report).post(post_report))
         .route("/api/probes", get(probes))
         .route("/api/health", get(health))
+        .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -223,9 +226,13 @@ where
         return Ok(Some(body));
     }
     let generation = snapshot.generation;
+    let metrics = s.metrics.clone();
     let out = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let ctx = RenderContext::new(&snapshot.prepared, snapshot.taken);
-        f(&ctx)
+        let out = f(&ctx);
+        metrics.rendered(started.elapsed().as_micros() as u64);
+        out
     })
     .await
     .map_err(|e| {
@@ -352,6 +359,7 @@ async fn post_report(
         .unwrap_or("unidentified")
         .to_string();
     let limit = s.config.max_report_bytes;
+    let sent_bytes = body.len();
     let decoded = tokio::task::spawn_blocking(move || {
         let plain;
         let bytes: &[u8] = if gzip {
@@ -370,10 +378,16 @@ async fn post_report(
     let report = match decoded {
         Ok(r) => r,
         Err(e @ DecodeError::TooLarge { .. }) => {
+            s.metrics
+                .reports_rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             warn!(probe = %probe_id, error = %e, "rejected report");
             return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()));
         }
         Err(e) => {
+            s.metrics
+                .reports_rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             warn!(probe = %probe_id, error = %e, "rejected report");
             return Err(ApiError(StatusCode::BAD_REQUEST, e.to_string()));
         }
@@ -383,6 +397,7 @@ async fn post_report(
         warn!(probe = %probe_id, seconds = future / 1_000_000_000, "report is stamped in the future; is the probe's clock right?");
     }
     let kind = s.collector.add(&probe_id, report);
+    s.metrics.received(kind, sent_bytes);
     debug!(probe = %probe_id, ?kind, "report received");
     Ok(StatusCode::OK.into_response())
 }
@@ -415,6 +430,25 @@ async fn probes(
         })
         .collect();
     Ok(json_body(to_json(&list)?))
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    let snapshot = s.collector.snapshot();
+    let probes = s.collector.probes().len();
+    let metrics = s.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        crate::metrics::exposition(&metrics, &snapshot.merged, probes)
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]

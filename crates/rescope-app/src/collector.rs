@@ -123,7 +123,10 @@ impl Collector {
         let kind = classify(&report);
         let now = Instant::now();
         let wall = GoTime::now();
-        let cutoff = wall.add_nanos(-(self.window.as_nanos().min(i64::MAX as u128) as i64));
+        // History is trimmed on the probe's own clock (its report's timestamp), so a
+        // probe whose clock is off from the app's keeps its samples.
+        let reference = if report.ts.is_zero() { wall } else { report.ts };
+        let cutoff = reference.add_nanos(-(self.window.as_nanos().min(i64::MAX as u128) as i64));
         let Ok(mut inner) = self.inner.lock() else {
             return kind;
         };

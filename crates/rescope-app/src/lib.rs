@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod collector;
 pub mod config;
+pub mod metrics;
 pub mod ws;
 
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 //! stops reading is dropped after a write timeout instead of holding memory.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -122,6 +123,7 @@ async fn stream(
     query: Vec<(String, String)>,
     every: Duration,
 ) {
+    s.metrics.websocket_clients.fetch_add(1, Ordering::Relaxed);
     let (mut tx, mut rx) = socket.split();
     // Messages from the client are read and ignored; the read side tells us it left.
     let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<()>();
@@ -163,6 +165,7 @@ async fn stream(
         }
     }
     let _ = tx.close().await;
+    s.metrics.websocket_clients.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -140,6 +140,22 @@ async fn a_real_scope_probe_report_is_accepted_and_rendered() {
     let (_, sparse) = get_json(&app, "/api/probes?sparse").await;
     assert_eq!(sparse, Value::Bool(true));
 
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(r#"rescope_app_reports_received_total{kind="full"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"rescope_node_metric{topology="host",node="vm;<host>",metric="load1"} 2.96"#
+        )
+    );
+
     // The merged report round-trips in msgpack.
     let r = reqwest::Client::new()
         .get(format!("{}/api/report", app.base))
