@@ -12,6 +12,11 @@ need_cmd() { command -v "$1" >/dev/null 2>&1 || want_apt+=("$2"); }
 
 need_cmd cc build-essential
 need_cmd pkg-config pkg-config
+if [[ "$mode" == test ]]; then
+    need_cmd dockerd docker.io
+    [[ -x /bin/busybox || -x /usr/bin/busybox ]] || want_apt+=(busybox-static)
+    need_cmd python3 python3
+fi
 
 if ((${#want_apt[@]})); then
     echo "setup-deps: installing Debian packages: ${want_apt[*]}"
@@ -25,6 +30,21 @@ if ((${#want_apt[@]})); then
 fi
 
 [[ "$mode" == test ]] || exit 0
+
+# The container tests need a running Docker engine.
+if ! docker info >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]] && command -v dockerd >/dev/null; then
+        echo "setup-deps: starting dockerd"
+        (dockerd >/tmp/rescope-dockerd.log 2>&1 &)
+        for _ in $(seq 1 60); do
+            docker info >/dev/null 2>&1 && break
+            sleep 0.5
+        done
+        docker info >/dev/null 2>&1 || { echo "setup-deps: dockerd did not start; see /tmp/rescope-dockerd.log" >&2; tail -20 /tmp/rescope-dockerd.log >&2; }
+    else
+        echo "setup-deps: no Docker engine and not root: container tests will be skipped"
+    fi
+fi
 
 if [[ "${RESCOPE_FUZZ_SECONDS:-20}" != 0 ]] && ! cargo fuzz --version >/dev/null 2>&1; then
     echo "setup-deps: installing cargo-fuzz"

@@ -165,6 +165,8 @@ pub struct ProbeConfig {
     pub conntrack: bool,
     /// Docker integration.
     pub docker: bool,
+    /// The Docker engine's Unix socket.
+    pub docker_socket: String,
     /// Token sent as `Authorization: Scope-Probe token=…`.
     pub token: Secret,
     /// Print reports as JSON on stdout instead of publishing.
@@ -195,7 +197,8 @@ impl ProbeConfig {
             proc_root: PathBuf::from("/proc"),
             processes: true,
             conntrack: true,
-            docker: false,
+            docker: true,
+            docker_socket: "/var/run/docker.sock".to_string(),
             token: Secret::default(),
             publish_stdout: false,
             http_listen: None,

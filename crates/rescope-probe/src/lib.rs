@@ -9,6 +9,7 @@
 pub mod config;
 pub mod control;
 pub mod debug_server;
+pub mod docker;
 pub mod endpoint;
 pub mod host;
 pub mod hostexec;
@@ -29,12 +30,29 @@ pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 
 use std::sync::{Arc, Mutex};
 
-/// The spy loop with every collector the configuration enables, and the plugin
-/// registry when plugins are on (the caller runs it: [`plugin::PluginRegistry::run`]).
-pub fn spy_for(
-    config: &config::ProbeConfig,
-    metrics: Arc<selfmetrics::SelfMetrics>,
-) -> (spy::Spy, Option<plugin::PluginRegistry>) {
+/// The spy loop with every collector the configuration enables, and the background
+/// tasks some collectors need.
+#[derive(Debug)]
+pub struct Probe {
+    pub spy: spy::Spy,
+    pub plugins: Option<plugin::PluginRegistry>,
+    pub docker: Option<docker::DockerWatcher>,
+}
+
+impl Probe {
+    /// Starts the background tasks (plugin polling, the Docker watcher).
+    pub fn spawn_background(&self, interval: std::time::Duration, shutdown: &Shutdown) {
+        if let Some(registry) = &self.plugins {
+            tokio::spawn(registry.clone().run(interval, shutdown.clone()));
+        }
+        if let Some(watcher) = &self.docker {
+            tokio::spawn(watcher.clone().run(shutdown.clone()));
+        }
+    }
+}
+
+/// Builds the probe's collectors from its configuration.
+pub fn probe_for(config: &config::ProbeConfig, metrics: Arc<selfmetrics::SelfMetrics>) -> Probe {
     let walker = config.processes.then(|| {
         Arc::new(Mutex::new(walker::ProcessWalker::new(
             &config.proc_root,
@@ -53,5 +71,17 @@ pub fn spy_for(
         spy.add_reporter(Box::new(plugin::PluginReporter(registry.clone())));
         registry
     });
-    (spy, plugins)
+    let docker = config.docker.then(|| {
+        let watcher = docker::DockerWatcher::new(config.docker_socket.clone());
+        spy.add_reporter(Box::new(docker::DockerReporter::new(
+            config,
+            watcher.clone(),
+        )));
+        watcher
+    });
+    Probe {
+        spy,
+        plugins,
+        docker,
+    }
 }

@@ -32,3 +32,17 @@ fn process_templates_match_scope() {
     assert_eq!(o.metadata_templates, s.metadata_templates);
     assert_eq!(o.metric_templates, s.metric_templates);
 }
+
+#[test]
+fn container_and_image_templates_and_controls_match_scope() {
+    let scope = scope_report();
+    let mut ours = Report::empty();
+    rescope_probe::docker::container_presentation(&mut ours, true);
+    for kind in [TopologyKind::Container, TopologyKind::ContainerImage] {
+        let (s, o) = (&scope[kind], &ours[kind]);
+        assert_eq!(o.metadata_templates, s.metadata_templates, "{kind:?}");
+        assert_eq!(o.metric_templates, s.metric_templates, "{kind:?}");
+        assert_eq!(o.table_templates, s.table_templates, "{kind:?}");
+        assert_eq!(o.controls, s.controls, "{kind:?}");
+    }
+}

@@ -21,10 +21,9 @@ pub async fn run(
     let app = Arc::new(app);
     let collector = Collector::new(app.window);
     let metrics = Arc::new(SelfMetrics::new());
-    let (mut spy, plugins) = rescope_probe::spy_for(&probe, metrics.clone());
-    if let Some(registry) = plugins {
-        tokio::spawn(registry.run(probe.spy_interval, shutdown.clone()));
-    }
+    let collectors = rescope_probe::probe_for(&probe, metrics.clone());
+    collectors.spawn_background(probe.spy_interval, &shutdown);
+    let mut spy = collectors.spy;
     let latest = spy.keep_latest();
     if let Some(addr) = probe.http_listen {
         let shutdown = shutdown.clone();

@@ -55,10 +55,9 @@ async fn print_reports(
 ) -> Result<()> {
     use std::io::Write;
     let metrics = std::sync::Arc::new(rescope_probe::selfmetrics::SelfMetrics::new());
-    let (spy, plugins) = rescope_probe::spy_for(&config, metrics);
-    if let Some(registry) = plugins {
-        tokio::spawn(registry.run(config.spy_interval, shutdown.clone()));
-    }
+    let collectors = rescope_probe::probe_for(&config, metrics);
+    collectors.spawn_background(config.spy_interval, &shutdown);
+    let spy = collectors.spy;
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(spy.run(config.spy_interval, tx, shutdown));
     let mut ticker = tokio::time::interval(config.publish_interval);

@@ -93,6 +93,15 @@ pub struct ProbeOptions {
     #[arg(long = "docker", alias = "probe.docker", env = "RESCOPE_DOCKER", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub docker: bool,
 
+    /// The Docker engine's socket (`unix:///path` or a path).
+    #[arg(
+        long = "docker-host",
+        alias = "probe.docker.host",
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
+
     /// Token to authenticate to the apps (`Authorization: Scope-Probe token=…`).
     #[arg(
         long = "token",
@@ -165,6 +174,7 @@ impl ProbeOptions {
         config.processes = self.processes;
         config.conntrack = self.conntrack;
         config.docker = self.docker;
+        config.docker_socket = self.docker_host.trim_start_matches("unix://").to_string();
         config.token = Secret(self.token.unwrap_or_default());
         config.publish_stdout = self.publish_stdout;
         config.http_listen = self.http_listen;

@@ -1,5 +1,6 @@
 //! The kernel seam: every read of procfs, netlink and namespaces goes through here.
 
+pub mod cgroup;
 pub mod conntrack;
 pub mod netns;
 pub mod proc;

@@ -1,0 +1,669 @@
+//! Docker: the Container and ContainerImage topologies (protocol.md §2.12), container
+//! CPU and memory from cgroups, and processes attributed to their containers.
+//!
+//! A watcher task keeps a copy of every container's inspection and the image list: a
+//! full refresh on connect and every [`REFRESH`], and an update on every engine event,
+//! so a new container shows within the next spy tick. When the daemon is absent or
+//! restarts, the watcher says so once, keeps retrying, and says when it is back; the
+//! reporter meanwhile reports no containers. Reporting itself never waits on Docker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerInspectResponse, ImageSummary};
+use bollard::query_parameters::{
+    EventsOptions, InspectContainerOptions, ListContainersOptions, ListImagesOptions,
+};
+use futures_util::StreamExt;
+use rescope_report::{
+    Control, GoTime, MetadataTemplate, Metric, MetricTemplate, Node, Report, Str, TableTemplate,
+    TopologyKind, id,
+};
+use tracing::{info, warn};
+
+use crate::Shutdown;
+use crate::reporter::{Reporter, ReporterError, Tick};
+use crate::sys::cgroup;
+
+/// How often the watcher re-reads everything, besides reacting to events.
+pub const REFRESH: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct State {
+    containers: BTreeMap<String, ContainerInspectResponse>,
+    images: Vec<ImageSummary>,
+    connected: bool,
+}
+
+/// Follows the Docker engine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DockerWatcher {
+    socket: String,
+    state: Arc<Mutex<State>>,
+    /// Bumped on every change, so the reporter knows when to look again.
+    changes: Arc<tokio::sync::Notify>,
+}
+
+impl DockerWatcher {
+    /// Watches the engine at `socket` (`/var/run/docker.sock` by default).
+    pub fn new(socket: impl Into<String>) -> Self {
+        DockerWatcher {
+            socket: socket.into(),
+            state: Arc::default(),
+            changes: Arc::default(),
+        }
+    }
+
+    /// Whether the engine answered the last time the watcher asked.
+    pub fn connected(&self) -> bool {
+        self.state.lock().map(|s| s.connected).unwrap_or(false)
+    }
+
+    /// Resolves when a container changes (for callers that publish on changes).
+    pub async fn changed(&self) {
+        self.changes.notified().await;
+    }
+
+    async fn refresh_all(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
+        let list = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await?;
+        let mut containers = BTreeMap::new();
+        for summary in list {
+            let Some(cid) = summary.id else { continue };
+            match docker
+                .inspect_container(&cid, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(inspect) => {
+                    containers.insert(cid, inspect);
+                }
+                Err(_) => continue, // removed between the list and the inspection
+            }
+        }
+        let images = docker.list_images(None::<ListImagesOptions>).await?;
+        if let Ok(mut s) = self.state.lock() {
+            s.containers = containers;
+            s.images = images;
+            s.connected = true;
+        }
+        self.changes.notify_waiters();
+        Ok(())
+    }
+
+    async fn refresh_one(&self, docker: &Docker, cid: &str) {
+        let inspected = docker
+            .inspect_container(cid, None::<InspectContainerOptions>)
+            .await;
+        if let Ok(mut s) = self.state.lock() {
+            match inspected {
+                Ok(i) => {
+                    s.containers.insert(cid.to_string(), i);
+                }
+                Err(_) => {
+                    s.containers.remove(cid);
+                }
+            }
+        }
+        self.changes.notify_waiters();
+    }
+
+    /// Follows the engine until shutdown.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut was_down: Option<String> = None;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let session = async {
+                let docker =
+                    Docker::connect_with_unix(&self.socket, 30, bollard::API_DEFAULT_VERSION)?;
+                self.refresh_all(&docker).await?;
+                Ok::<Docker, bollard::errors::Error>(docker)
+            };
+            let docker = match session.await {
+                Ok(d) => d,
+                Err(e) => {
+                    let message = e.to_string();
+                    if was_down.as_deref() != Some(message.as_str()) {
+                        warn!(socket = %self.socket, error = %message, "Docker is not reachable; containers are not reported until it is (retrying)");
+                        was_down = Some(message);
+                    }
+                    if let Ok(mut s) = self.state.lock()
+                        && s.connected
+                    {
+                        s.connected = false;
+                        s.containers.clear();
+                        s.images.clear();
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            if was_down.take().is_some() {
+                info!(socket = %self.socket, "Docker is reachable again; reporting containers");
+            }
+            backoff = Duration::from_secs(1);
+            let mut events = docker.events(None::<EventsOptions>);
+            let mut refresh = tokio::time::interval(REFRESH);
+            refresh.tick().await;
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(Ok(ev)) => {
+                            let is_container = ev.typ.as_ref().is_some_and(|t| format!("{t:?}").eq_ignore_ascii_case("container"));
+                            if let Some(cid) = ev.actor.and_then(|a| a.id).filter(|_| is_container) {
+                                self.refresh_one(&docker, &cid).await;
+                            } else if self.refresh_all(&docker).await.is_err() {
+                                break;
+                            }
+                        }
+                        _ => break, // the daemon went away: reconnect
+                    },
+                    _ = refresh.tick() => {
+                        if self.refresh_all(&docker).await.is_err() {
+                            break;
+                        }
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+fn strip_sha(s: &str) -> &str {
+    s.strip_prefix("sha256:").unwrap_or(s)
+}
+
+/// Scope's human state, e.g. `Up 5 minutes`, `Exited (0) 2 hours ago`.
+fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=1 => "Less than a second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+fn human_size(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{b} B")
+    }
+}
+
+fn parse_time(s: &str) -> Option<GoTime> {
+    GoTime::parse_rfc3339(s).ok().filter(|t| t.unix_secs() > 0)
+}
+
+/// Control definitions of the Container topology (protocol.md §5.5).
+fn container_controls() -> Vec<Control> {
+    let c = |id: &str, human: &str, icon: &str, rank: i64| Control {
+        id: Str::new(id),
+        human: Str::new(human),
+        icon: Str::new(icon),
+        rank,
+        ..Default::default()
+    };
+    vec![
+        c("docker_attach_container", "Attach", "fa fa-desktop", 1),
+        c("docker_exec_container", "Exec shell", "fa fa-terminal", 2),
+        c("docker_start_container", "Start", "fa fa-play", 3),
+        c("docker_restart_container", "Restart", "fa fa-redo", 4),
+        c("docker_pause_container", "Pause", "fa fa-pause", 5),
+        c("docker_unpause_container", "Unpause", "fa fa-play", 6),
+        c("docker_stop_container", "Stop", "fa fa-stop", 7),
+        c("docker_remove_container", "Remove", "far fa-trash-alt", 8),
+    ]
+}
+
+/// The Container and ContainerImage topologies' templates and controls, as Scope's
+/// probe defines them.
+pub fn container_presentation(report: &mut Report, with_controls: bool) {
+    let t = report.topology_mut(TopologyKind::Container);
+    for (id, label, data_type, priority, from) in [
+        ("docker_image_tag", "Image tag", "", 1.0, "latest"),
+        ("docker_image_name", "Image name", "", 2.0, "latest"),
+        ("docker_container_command", "Command", "", 3.0, "latest"),
+        ("docker_container_state_human", "State", "", 4.0, "latest"),
+        (
+            "docker_container_uptime",
+            "Uptime",
+            "duration",
+            5.0,
+            "latest",
+        ),
+        (
+            "docker_container_restart_count",
+            "Restart #",
+            "",
+            6.0,
+            "latest",
+        ),
+        ("docker_container_networks", "Networks", "", 7.0, "sets"),
+        ("docker_container_ips", "IPs", "", 8.0, "sets"),
+        ("docker_container_ports", "Ports", "", 9.0, "sets"),
+        (
+            "docker_container_created",
+            "Created",
+            "datetime",
+            10.0,
+            "latest",
+        ),
+        ("weave_mac_address", "Weave MAC", "", 17.0, "latest"),
+        ("weave_dns_hostname", "Weave DNS Name", "", 18.0, "latest"),
+    ] {
+        t.metadata_templates.insert(
+            Str::new(id),
+            MetadataTemplate::new(id, label, data_type, priority, from),
+        );
+    }
+    let mut cid = MetadataTemplate::new("docker_container_id", "ID", "", 11.0, "latest");
+    cid.truncate = 12;
+    t.metadata_templates
+        .insert(Str::new("docker_container_id"), cid);
+    t.metric_templates.insert(
+        Str::new("docker_cpu_total_usage"),
+        MetricTemplate::new("docker_cpu_total_usage", "CPU", "percent", "", 1.0),
+    );
+    t.metric_templates.insert(
+        Str::new("docker_memory_usage"),
+        MetricTemplate::new("docker_memory_usage", "Memory", "filesize", "", 2.0),
+    );
+    let prefixed = |id: &str, label: &str| TableTemplate {
+        id: Str::new(id),
+        label: Str::new(label),
+        prefix: Str::new(id),
+        table_type: Str::new(rescope_report::topology::PROPERTY_LIST),
+        ..Default::default()
+    };
+    t.table_templates.insert(
+        Str::new("docker_env_"),
+        prefixed("docker_env_", "Environment variables"),
+    );
+    t.table_templates.insert(
+        Str::new("docker_label_"),
+        prefixed("docker_label_", "Docker labels"),
+    );
+    let mut image = TableTemplate {
+        id: Str::new("image_table"),
+        label: Str::new("Image"),
+        table_type: Str::new(rescope_report::topology::PROPERTY_LIST),
+        ..Default::default()
+    };
+    for (key, label) in [
+        ("docker_image_id", " ID"),
+        ("docker_image_name", " Name"),
+        ("docker_image_tag", " Tag"),
+        ("docker_image_size", "Size"),
+        ("docker_image_virtual_size", "Virtual size"),
+    ] {
+        image.fixed_rows.insert(Str::new(key), Str::new(label));
+    }
+    t.table_templates.insert(Str::new("image_table"), image);
+    if with_controls {
+        for c in container_controls() {
+            t.controls.insert(c.id.clone(), c);
+        }
+    }
+    let i = report.topology_mut(TopologyKind::ContainerImage);
+    i.metadata_templates.insert(
+        Str::new("container"),
+        MetadataTemplate::new("container", "# Containers", "number", 2.0, "counters"),
+    );
+    i.table_templates.insert(
+        Str::new("docker_image_label_"),
+        prefixed("docker_image_label_", "Docker labels"),
+    );
+}
+
+/// Reports what the watcher knows, with fresh metrics.
+#[derive(Debug)]
+pub struct DockerReporter {
+    watcher: DockerWatcher,
+    host_id: String,
+    probe_id: String,
+    controls: bool,
+    omit_env: bool,
+    omit_args: bool,
+    proc_root: PathBuf,
+    cgroup_root: PathBuf,
+    cpus: f64,
+    mem_total: f64,
+    /// Container ID → (CPU nanoseconds, when) at the previous tick.
+    last_cpu: HashMap<String, (u64, Instant)>,
+}
+
+impl DockerReporter {
+    pub fn new(config: &crate::config::ProbeConfig, watcher: DockerWatcher) -> Self {
+        let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+            .ok()
+            .flatten()
+            .filter(|n| *n > 0)
+            .unwrap_or(1) as f64;
+        let mut buf = Vec::new();
+        let mem_total = crate::sys::proc::ProcFs::new(&config.proc_root)
+            .meminfo(&mut buf)
+            .map(|m| m.total as f64)
+            .unwrap_or(0.0);
+        DockerReporter {
+            watcher,
+            host_id: config.hostname.clone(),
+            probe_id: config.probe_id.clone(),
+            controls: !config.no_controls,
+            omit_env: config.omit_env_vars,
+            omit_args: config.omit_cmd_args,
+            proc_root: config.proc_root.clone(),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cpus,
+            mem_total,
+            last_cpu: HashMap::new(),
+        }
+    }
+
+    fn container_node(&mut self, cid: &str, c: &ContainerInspectResponse, now: GoTime) -> Node {
+        let mut n = Node::new(id::container_id(cid)).with_topology(TopologyKind::Container.name());
+        let set = |n: &mut Node, k: &str, v: &str| n.set_latest(k, now, v);
+        set(&mut n, "docker_container_id", cid);
+        set(&mut n, "control_probe_id", &self.probe_id);
+        if let Some(name) = &c.name {
+            set(
+                &mut n,
+                "docker_container_name",
+                name.trim_start_matches('/'),
+            );
+        }
+        if let Some(created) = c.created.as_deref().and_then(parse_time) {
+            set(&mut n, "docker_container_created", &created.to_rfc3339());
+        }
+        let mut command = c.path.clone().unwrap_or_default();
+        if !self.omit_args {
+            for a in c.args.iter().flatten() {
+                command.push(' ');
+                command.push_str(a);
+            }
+        }
+        set(&mut n, "docker_container_command", &command);
+        if let Some(image) = &c.image {
+            let image = strip_sha(image);
+            set(&mut n, "docker_image_id", image);
+            n.add_parent(
+                TopologyKind::ContainerImage.name(),
+                id::container_image_id(image),
+            );
+        }
+        let config = c.config.as_ref();
+        if let Some(cfg) = config {
+            let hostname = match (cfg.hostname.as_deref(), cfg.domainname.as_deref()) {
+                (Some(h), Some(d)) if !d.is_empty() => format!("{h}.{d}"),
+                (Some(h), _) => h.to_string(),
+                _ => String::new(),
+            };
+            if !hostname.is_empty() {
+                set(&mut n, "docker_container_hostname", &hostname);
+            }
+            for (k, v) in cfg.labels.iter().flatten() {
+                set(&mut n, &format!("docker_label_{k}"), v);
+            }
+            if !self.omit_env {
+                for kv in cfg.env.iter().flatten() {
+                    if let Some((k, v)) = kv.split_once('=') {
+                        set(&mut n, &format!("docker_env_{k}"), v);
+                    }
+                }
+            }
+        }
+        let state = c.state.as_ref();
+        let status = state
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "created".to_string());
+        let running = state.and_then(|s| s.running).unwrap_or(false);
+        let paused = state.and_then(|s| s.paused).unwrap_or(false);
+        set(&mut n, "docker_container_state", &status);
+        let started = state
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(parse_time);
+        let human = if paused {
+            format!(
+                "Up {} (Paused)",
+                human_duration(started.map_or(0, |t| now.unix_secs() - t.unix_secs()))
+            )
+        } else if running {
+            format!(
+                "Up {}",
+                human_duration(started.map_or(0, |t| now.unix_secs() - t.unix_secs()))
+            )
+        } else {
+            let exit = state.and_then(|s| s.exit_code).unwrap_or(0);
+            let finished = state
+                .and_then(|s| s.finished_at.as_deref())
+                .and_then(parse_time);
+            match finished {
+                Some(f) => format!(
+                    "Exited ({exit}) {} ago",
+                    human_duration(now.unix_secs() - f.unix_secs())
+                ),
+                None => status.clone(),
+            }
+        };
+        set(&mut n, "docker_container_state_human", &human);
+        let host_config = c.host_config.as_ref();
+        let network_mode = host_config
+            .and_then(|h| h.network_mode.clone())
+            .unwrap_or_default();
+        if running {
+            if let Some(t) = started {
+                set(
+                    &mut n,
+                    "docker_container_uptime",
+                    &(now.unix_secs() - t.unix_secs()).max(0).to_string(),
+                );
+            }
+            set(
+                &mut n,
+                "docker_container_restart_count",
+                &c.restart_count.unwrap_or(0).to_string(),
+            );
+            set(&mut n, "docker_container_network_mode", &network_mode);
+        }
+        if network_mode == "host" {
+            set(&mut n, "docker_is_in_host_network", "true");
+        }
+        if let Some(ns) = &c.network_settings {
+            for (name, ep) in ns.networks.iter().flatten() {
+                n.sets.add("docker_container_networks", name.as_str());
+                if let Some(ip) = ep.ip_address.as_deref().filter(|ip| !ip.is_empty()) {
+                    n.sets.add("docker_container_ips", ip);
+                    // Bridge addresses are only unique on this host.
+                    n.sets.add(
+                        "docker_container_ips_with_scopes",
+                        id::address_id(&self.host_id, ip),
+                    );
+                }
+            }
+            for (port, bindings) in ns.ports.iter().flatten() {
+                match bindings.as_ref().filter(|b| !b.is_empty()) {
+                    Some(bindings) => {
+                        for b in bindings {
+                            let ip = b
+                                .host_ip
+                                .as_deref()
+                                .filter(|ip| !ip.is_empty())
+                                .unwrap_or("0.0.0.0");
+                            let hp = b.host_port.as_deref().unwrap_or("");
+                            n.sets
+                                .add("docker_container_ports", format!("{ip}:{hp}->{port}"));
+                        }
+                    }
+                    None => n.sets.add("docker_container_ports", port.as_str()),
+                }
+            }
+        }
+        if self.controls {
+            let controls = if paused {
+                "docker_unpause_container"
+            } else if running {
+                "docker_restart_container;docker_stop_container;docker_pause_container;docker_attach_container;docker_exec_container"
+            } else {
+                "docker_start_container;docker_remove_container"
+            };
+            set(&mut n, rescope_report::node::ACTIVE_CONTROLS, controls);
+        }
+        // CPU and memory from the container's cgroup.
+        let pid = state
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+            .and_then(|p| u32::try_from(p).ok());
+        if let Some(acct) =
+            pid.and_then(|p| cgroup::accounting(&self.proc_root, &self.cgroup_root, p))
+        {
+            let usage = cgroup::usage(&acct);
+            if let Some(cpu) = usage.cpu_nanos {
+                let at = Instant::now();
+                if let Some((prev, when)) = self.last_cpu.insert(cid.to_string(), (cpu, at)) {
+                    let wall = at.duration_since(when).as_nanos() as f64;
+                    if wall > 0.0 {
+                        let pct = cpu.saturating_sub(prev) as f64 / (wall * self.cpus) * 100.0;
+                        n.metrics
+                            .insert("docker_cpu_total_usage", Metric::single(now, pct, 100.0));
+                    }
+                }
+            }
+            if let Some(mem) = usage.memory_bytes {
+                let cap = usage.memory_limit.map_or(self.mem_total, |l| l as f64);
+                n.metrics
+                    .insert("docker_memory_usage", Metric::single(now, mem as f64, cap));
+            }
+        }
+        n
+    }
+}
+
+impl Reporter for DockerReporter {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn report(&mut self, tick: &Tick) -> Result<Report, ReporterError> {
+        let now = tick.now;
+        let (containers, images) = match self.watcher.state.lock() {
+            Ok(s) if s.connected => (s.containers.clone(), s.images.clone()),
+            _ => return Ok(Report::empty()),
+        };
+        let mut report = Report::empty();
+        container_presentation(&mut report, self.controls);
+        // Init pid → container, for attributing processes.
+        let mut by_pid: HashMap<u32, (String, Option<String>)> = HashMap::new();
+        for (cid, c) in &containers {
+            let node = self.container_node(cid, c, now);
+            let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+            let init = c.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 1);
+            if let Some(pid) = init.and_then(|p| u32::try_from(p).ok())
+                && running
+            {
+                by_pid.insert(
+                    pid,
+                    (
+                        cid.clone(),
+                        c.image.as_deref().map(|i| strip_sha(i).to_string()),
+                    ),
+                );
+            }
+            report.topology_mut(TopologyKind::Container).add_node(node);
+        }
+        self.last_cpu.retain(|cid, _| containers.contains_key(cid));
+        for image in &images {
+            let iid = strip_sha(&image.id).to_string();
+            let mut n = Node::new(id::container_image_id(&iid))
+                .with_topology(TopologyKind::ContainerImage.name());
+            n.set_latest("docker_image_id", now, iid.as_str());
+            if let Some(tag) = image.repo_tags.iter().find(|t| *t != "<none>:<none>") {
+                let (name, version) = tag
+                    .rsplit_once(':')
+                    .filter(|(_, v)| !v.contains('/'))
+                    .unwrap_or((tag.as_str(), ""));
+                n.set_latest("docker_image_name", now, name);
+                n.set_latest("docker_image_tag", now, version);
+            }
+            n.set_latest("docker_image_size", now, human_size(image.size));
+            n.set_latest("docker_image_virtual_size", now, human_size(image.size));
+            for (k, v) in &image.labels {
+                n.set_latest(&format!("docker_image_label_{k}"), now, v.as_str());
+            }
+            report
+                .topology_mut(TopologyKind::ContainerImage)
+                .add_node(n);
+        }
+        // A process belongs to the container whose init process is its nearest
+        // ancestor (the init itself included).
+        if !by_pid.is_empty() {
+            let procs = &tick.procs.processes;
+            for pid in procs.keys() {
+                let mut cur = *pid;
+                let mut hops = 0;
+                let owner = loop {
+                    if let Some(o) = by_pid.get(&cur) {
+                        break Some(o);
+                    }
+                    match procs.get(&cur) {
+                        Some(p) if p.ppid > 1 && hops < 64 => {
+                            cur = p.ppid;
+                            hops += 1;
+                        }
+                        _ => break None,
+                    }
+                };
+                if let Some((cid, image)) = owner {
+                    let mut n = Node::new(id::process_id(&self.host_id, *pid))
+                        .with_topology(TopologyKind::Process.name());
+                    n.set_latest("docker_container_id", now, cid.as_str());
+                    n.add_parent(TopologyKind::Container.name(), id::container_id(cid));
+                    if let Some(image) = image {
+                        n.add_parent(
+                            TopologyKind::ContainerImage.name(),
+                            id::container_image_id(image),
+                        );
+                    }
+                    report.topology_mut(TopologyKind::Process).add_node(n);
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_texts() {
+        assert_eq!(human_duration(301), "5 minutes");
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(7300), "2 hours");
+        assert_eq!(human_size(2_000_000), "2.0 MB");
+    }
+}

@@ -1,0 +1,189 @@
+//! The Docker collector against a real Docker engine (started by CI's set-up; skipped
+//! with a message when no engine answers).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rescope_probe::config::ProbeConfig;
+use rescope_probe::docker::{DockerReporter, DockerWatcher};
+use rescope_probe::reporter::{Reporter, Tick};
+use rescope_probe::walker::ProcessWalker;
+use rescope_report::{GoTime, Str, TopologyKind};
+
+const IMAGE: &str = "rescope-test/busybox:latest";
+
+fn docker(args: &[&str]) -> Option<String> {
+    let out = Command::new("docker").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Makes the test image from the host's static busybox if it is missing.
+fn ensure_image() -> bool {
+    if docker(&["image", "inspect", IMAGE]).is_some() {
+        return true;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(busybox) = busybox else { return false };
+    let script = format!(
+        "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp {busybox} $d/bin/busybox; \
+         for a in sh sleep httpd nc echo cat; do ln -s busybox $d/bin/$a; done; \
+         tar -C $d -c . | docker import - {IMAGE} >/dev/null; rm -rf $d"
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_containers_are_reported_with_metrics_image_and_processes() {
+    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
+        println!("skipped: no Docker engine answers on this machine (CI starts dockerd)");
+        return;
+    }
+    assert!(ensure_image(), "cannot build the busybox test image");
+    let name = format!("rescope-test-{}", std::process::id());
+    let cid = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "team=probe",
+        "-p",
+        "127.0.0.1:18080:80",
+        IMAGE,
+        "sleep",
+        "300",
+    ])
+    .expect("docker run");
+    let _cleanup = Container(name.clone());
+    let started = Instant::now();
+
+    let mut config = ProbeConfig::new("dockertest");
+    config.probe_id = "p1".into();
+    let watcher = DockerWatcher::new("/var/run/docker.sock");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(watcher.clone().run(shutdown));
+    let mut reporter = DockerReporter::new(&config, watcher.clone());
+    let mut walker = ProcessWalker::new("/proc", false);
+    let node_id = format!("{cid};<container>");
+    let mut report = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        let tick = Tick {
+            now: GoTime::now(),
+            procs: Arc::new(walker.walk(GoTime::now()).expect("walk")),
+        };
+        let r = tokio::task::block_in_place(|| reporter.report(&tick)).expect("report");
+        if r[TopologyKind::Container]
+            .nodes
+            .get(node_id.as_str())
+            .is_some_and(|n| n.metrics.contains_key("docker_cpu_total_usage"))
+        {
+            report = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "container reported with metrics {:?} after docker run",
+        started.elapsed()
+    );
+    let report = report.expect("the container is reported with CPU metrics");
+    let node = &report[TopologyKind::Container].nodes[node_id.as_str()];
+    let latest = |k: &str| node.latest_value(k).map(Str::to_string);
+    assert_eq!(latest("docker_container_name"), Some(name.clone()));
+    assert_eq!(latest("docker_container_state"), Some("running".into()));
+    assert_eq!(latest("docker_label_team"), Some("probe".into()));
+    assert!(latest("docker_container_state_human").is_some_and(|s| s.starts_with("Up ")));
+    assert!(latest("active_controls").is_some_and(|c| c.contains("docker_stop_container")));
+    assert!(
+        node.sets
+            .get("docker_container_ports")
+            .is_some_and(|p| p.contains("127.0.0.1:18080->80/tcp"))
+    );
+    assert!(
+        node.sets
+            .get("docker_container_ips")
+            .is_some_and(|ips| !ips.is_empty())
+    );
+    let mem = node.metrics.get("docker_memory_usage").expect("memory");
+    assert!(mem.samples[0].value > 0.0 && mem.max >= mem.samples[0].value);
+    let image_id = latest("docker_image_id").expect("image id");
+    let image = &report[TopologyKind::ContainerImage].nodes
+        [format!("{image_id};<container_image>").as_str()];
+    assert_eq!(
+        image.latest_value("docker_image_name").map(Str::as_str),
+        Some("rescope-test/busybox")
+    );
+    // The container's `sleep` process is attributed to it.
+    let init = docker(&["inspect", "--format", "{{.State.Pid}}", &cid]).expect("pid");
+    let process = &report[TopologyKind::Process].nodes[format!("dockertest;{init}").as_str()];
+    assert_eq!(
+        process.latest_value("docker_container_id").map(Str::as_str),
+        Some(cid.as_str())
+    );
+    assert!(
+        process
+            .parents
+            .get("container")
+            .is_some_and(|p| p.contains(node_id.as_str()))
+    );
+
+    // Stopped: the state changes and so do the offered controls.
+    docker(&["stop", "-t", "0", &name]).expect("docker stop");
+    let stopped_at = Instant::now();
+    let mut state = None;
+    while stopped_at.elapsed() < Duration::from_secs(10) {
+        let tick = Tick {
+            now: GoTime::now(),
+            procs: Arc::new(walker.walk(GoTime::now()).expect("walk")),
+        };
+        let r = tokio::task::block_in_place(|| reporter.report(&tick)).expect("report");
+        let n = &r[TopologyKind::Container].nodes[node_id.as_str()];
+        if n.latest_value("docker_container_state")
+            .is_some_and(|s| s == "exited")
+        {
+            state = n.latest_value("active_controls").map(Str::to_string);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("stop seen after {:?}", stopped_at.elapsed());
+    assert_eq!(
+        state.as_deref(),
+        Some("docker_start_container;docker_remove_container")
+    );
+    let _ = stop.send(true);
+}
+
+#[tokio::test]
+async fn an_absent_engine_reports_no_containers_and_does_not_fail() {
+    let config = ProbeConfig::new("nodocker");
+    let watcher = DockerWatcher::new("/nonexistent/docker.sock");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(watcher.clone().run(shutdown));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!watcher.connected());
+    let mut reporter = DockerReporter::new(&config, watcher);
+    let tick = Tick {
+        now: GoTime::now(),
+        procs: Arc::default(),
+    };
+    let report = reporter.report(&tick).expect("no error");
+    assert!(report[TopologyKind::Container].nodes.is_empty());
+    let _ = stop.send(true);
+}
