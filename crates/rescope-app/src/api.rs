@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use rescope_render::{RenderContext, detail, list};
 use rescope_report::codec::{self, DecodeError, Format};
 use rescope_report::xfer::PROBE_ID_HEADER;
@@ -26,6 +26,7 @@ use crate::ws;
 pub struct AppState {
     pub config: Arc<AppConfig>,
     pub collector: Arc<Collector>,
+    pub controls: crate::controls::ControlRouter,
     pub metrics: Arc<crate::metrics::AppMetrics>,
     cache: Arc<Mutex<RenderCache>>,
 }
@@ -43,6 +44,7 @@ impl AppState {
             config,
             collector,
             metrics: Arc::default(),
+            controls: Default::default(),
             cache: Arc::default(),
         }
     }
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/probes", get(probes))
         .route("/api/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/api/control/{probe}/{node}/{control}", post(control))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -449,6 +452,52 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// `POST /api/control/{probeID}/{nodeID}/{control}`: relays a control to its probe.
+async fn control(
+    State(s): State<AppState>,
+    Path((probe, node, control)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if crate::controls::runs_commands(&control)
+        && s.config.exposed_without_auth()
+        && !s.config.allow_remote_exec
+    {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{control} is refused: this app is reachable from other machines without authentication. \
+                 Restart it with --basic-auth (and a password file), or listen on 127.0.0.1, \
+                 or allow it anyway with --allow-remote-exec"
+            ),
+        ));
+    }
+    let control_args = if body.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&body).map_err(
+                |e| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        format!("control arguments must be a JSON object of strings: {e}"),
+                    )
+                },
+            )?,
+        )
+    };
+    let request = rescope_report::xfer::ControlRequest {
+        app_id: String::new(),
+        node_id: node,
+        control,
+        control_args,
+    };
+    match s.controls.call(&probe, request).await {
+        Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, e)),
+        Ok(r) if !r.error.is_empty() => Err(ApiError(StatusCode::BAD_REQUEST, r.error)),
+        Ok(r) => Ok(json_body(to_json(&r)?)),
+    }
 }
 
 #[derive(Serialize)]

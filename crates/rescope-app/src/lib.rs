@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod collector;
 pub mod config;
+pub mod controls;
 pub mod metrics;
 pub mod ws;
 
@@ -25,8 +26,18 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     config: Arc<AppConfig>,
     collector: Arc<Collector>,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    serve_with(listener, AppState::new(config, collector), shutdown).await
+}
+
+/// Like [`serve_on`], with a prepared state (e.g. with a local probe's control link).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
     mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    let config = state.config.clone();
     if config.exposed_without_auth() {
         warn!(
             listen = %config.listen,
@@ -36,7 +47,7 @@ pub async fn serve_on(
         );
     }
     info!(address = %listener.local_addr()?, "serving the Rescope app");
-    let app = api::router(AppState::new(config, collector));
+    let app = api::router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             while !*shutdown.borrow() {

@@ -333,3 +333,126 @@ async fn the_topology_websocket_sends_a_reset_then_diffs() {
         .expect("request");
     assert_eq!(r.status(), 400);
 }
+
+struct Echo;
+
+type ControlFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<rescope_report::xfer::ControlResponse, String>>
+            + Send,
+    >,
+>;
+
+impl rescope_app::controls::ProbeLink for Echo {
+    fn call(&self, request: rescope_report::xfer::ControlRequest) -> ControlFuture {
+        Box::pin(async move {
+            let mut r = rescope_report::xfer::ControlResponse::default();
+            if request.control == "fail" {
+                r.error = "it broke".into();
+            } else {
+                r.value = Some(serde_json::json!(format!(
+                    "{}|{}|{:?}",
+                    request.node_id, request.control, request.control_args
+                )));
+            }
+            Ok(r)
+        })
+    }
+}
+
+async fn start_with_probe(listen: &str) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = Arc::new(AppConfig::new(listen.parse().expect("addr")));
+    let state = rescope_app::AppState::new(config.clone(), Collector::new(config.window));
+    state.controls.register("probe1", Arc::new(Echo));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(rescope_app::serve_with(listener, state, shutdown));
+    App {
+        base: format!("http://{addr}"),
+        addr,
+        _stop: stop,
+    }
+}
+
+#[tokio::test]
+async fn controls_are_relayed_to_the_probe_with_scopes_answers() {
+    let app = start_with_probe("127.0.0.1:4040").await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!(
+            "{}/api/control/probe1/c1%3B%3Ccontainer%3E/plugin~ctl",
+            app.base
+        ))
+        .body(r#"{"width": "80"}"#)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        body["value"],
+        r#"c1;<container>|plugin~ctl|Some({"width": "80"})"#
+    );
+    let r = client
+        .post(format!("{}/api/control/probe1/n/fail", app.base))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        Value::String("it broke".into())
+    );
+    let r = client
+        .post(format!("{}/api/control/gone/n/x", app.base))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        Value::String("probe gone is not connected right now".into())
+    );
+    let r = client
+        .post(format!("{}/api/control/probe1/n/x", app.base))
+        .body("[1]")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn shells_are_refused_when_the_app_is_exposed_without_authentication() {
+    // The listen address decides the policy; the test still talks to loopback.
+    let app = start_with_probe("0.0.0.0:4040").await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!(
+            "{}/api/control/probe1/h%3B%3Chost%3E/host_exec",
+            app.base
+        ))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 403);
+    let message = r.json::<Value>().await.expect("json");
+    assert!(
+        message
+            .as_str()
+            .is_some_and(|m| m.contains("--basic-auth") && m.contains("--allow-remote-exec")),
+        "{message}"
+    );
+    // Controls that run nothing still work.
+    let r = client
+        .post(format!(
+            "{}/api/control/probe1/c/docker_stop_container",
+            app.base
+        ))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 200);
+}

@@ -183,6 +183,86 @@ impl DockerWatcher {
     }
 }
 
+impl DockerWatcher {
+    /// Runs a container control (`docker_start_container`, `docker_stop_container`,
+    /// `docker_restart_container`, `docker_pause_container`, `docker_unpause_container`,
+    /// `docker_remove_container`) on the node's container. Terminal controls (exec,
+    /// attach) need a pipe and are answered with an error until pipes land.
+    pub async fn control(
+        &self,
+        request: &rescope_report::xfer::ControlRequest,
+    ) -> rescope_report::xfer::ControlResponse {
+        use bollard::query_parameters::{
+            RemoveContainerOptions, RestartContainerOptions, StartContainerOptions,
+            StopContainerOptions,
+        };
+        use rescope_report::xfer::ControlResponse;
+        let Some(cid) = id::parse_single_id(TopologyKind::Container, &request.node_id) else {
+            return ControlResponse::error(format!(
+                "{:?} is not a container node",
+                request.node_id
+            ));
+        };
+        let docker = match Docker::connect_with_unix(&self.socket, 30, bollard::API_DEFAULT_VERSION)
+        {
+            Ok(d) => d,
+            Err(e) => return ControlResponse::error(format!("cannot reach Docker: {e}")),
+        };
+        let result = match request.control.as_str() {
+            "docker_start_container" => {
+                docker
+                    .start_container(cid, None::<StartContainerOptions>)
+                    .await
+            }
+            "docker_stop_container" => {
+                docker
+                    .stop_container(
+                        cid,
+                        Some(StopContainerOptions {
+                            t: Some(10),
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+            }
+            "docker_restart_container" => {
+                docker
+                    .restart_container(
+                        cid,
+                        Some(RestartContainerOptions {
+                            t: Some(10),
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+            }
+            "docker_pause_container" => docker.pause_container(cid).await,
+            "docker_unpause_container" => docker.unpause_container(cid).await,
+            "docker_remove_container" => {
+                let removed = docker
+                    .remove_container(cid, None::<RemoveContainerOptions>)
+                    .await;
+                if removed.is_ok() {
+                    self.refresh_one(&docker, cid).await;
+                    return ControlResponse {
+                        removed_node: request.node_id.clone(),
+                        ..Default::default()
+                    };
+                }
+                removed
+            }
+            other => return ControlResponse::error(format!("Control \"{other}\" not recognised")),
+        };
+        match result {
+            Ok(()) => {
+                self.refresh_one(&docker, cid).await;
+                ControlResponse::default()
+            }
+            Err(e) => ControlResponse::error(e.to_string()),
+        }
+    }
+}
+
 fn strip_sha(s: &str) -> &str {
     s.strip_prefix("sha256:").unwrap_or(s)
 }

@@ -143,8 +143,19 @@ async fn running_containers_are_reported_with_metrics_image_and_processes() {
             .is_some_and(|p| p.contains(node_id.as_str()))
     );
 
-    // Stopped: the state changes and so do the offered controls.
-    docker(&["stop", "-t", "0", &name]).expect("docker stop");
+    // Stopped through the probe's control: the state changes and so do the offered
+    // controls.
+    let request = rescope_report::xfer::ControlRequest {
+        node_id: node_id.clone(),
+        control: "docker_stop_container".into(),
+        ..Default::default()
+    };
+    let answer = watcher.control(&request).await;
+    assert!(answer.error.is_empty(), "{}", answer.error);
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.State.Status}}", &cid]).as_deref(),
+        Some("exited")
+    );
     let stopped_at = Instant::now();
     let mut state = None;
     while stopped_at.elapsed() < Duration::from_secs(10) {

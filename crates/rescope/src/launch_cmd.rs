@@ -10,6 +10,31 @@ use rescope_probe::selfmetrics::SelfMetrics;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+/// The probe inside this process, reached by direct calls instead of a websocket.
+struct LocalProbe {
+    docker: Option<rescope_probe::docker::DockerWatcher>,
+}
+
+type ControlFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<rescope_report::xfer::ControlResponse, String>>
+            + Send,
+    >,
+>;
+
+impl rescope_app::controls::ProbeLink for LocalProbe {
+    fn call(&self, request: rescope_report::xfer::ControlRequest) -> ControlFuture {
+        let docker = self.docker.clone();
+        Box::pin(async move {
+            use rescope_report::xfer::ControlResponse;
+            Ok(match (&docker, request.control.as_str()) {
+                (Some(d), c) if c.starts_with("docker_") => d.control(&request).await,
+                (_, c) => ControlResponse::error(format!("Control \"{c}\" not recognised")),
+            })
+        })
+    }
+}
+
 pub async fn run(
     app: AppConfig,
     probe: ProbeConfig,
@@ -22,6 +47,15 @@ pub async fn run(
     let collector = Collector::new(app.window);
     let metrics = Arc::new(SelfMetrics::new());
     let collectors = rescope_probe::probe_for(&probe, metrics.clone());
+    let state = rescope_app::AppState::new(app.clone(), collector.clone());
+    if !probe.no_controls {
+        state.controls.register(
+            &probe.probe_id,
+            Arc::new(LocalProbe {
+                docker: collectors.docker.clone(),
+            }),
+        );
+    }
     collectors.spawn_background(probe.spy_interval, &shutdown);
     let mut spy = collectors.spy;
     let latest = spy.keep_latest();
@@ -51,6 +85,6 @@ pub async fn run(
         host = %probe.hostname,
         "Rescope is running"
     );
-    rescope_app::serve_on(listener, app, collector, shutdown).await?;
+    rescope_app::serve_with(listener, state, shutdown).await?;
     Ok(())
 }
