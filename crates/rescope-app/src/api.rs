@@ -121,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/probes", get(probes))
         .route("/api/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/api/control/ws", get(crate::probe_ws::control_ws))
         .route("/api/control/{probe}/{node}/{control}", post(control))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(

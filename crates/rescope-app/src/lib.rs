@@ -8,6 +8,7 @@ pub mod collector;
 pub mod config;
 pub mod controls;
 pub mod metrics;
+pub mod probe_ws;
 pub mod ws;
 
 use std::sync::Arc;

@@ -456,3 +456,90 @@ async fn shells_are_refused_when_the_app_is_exposed_without_authentication() {
         .expect("req");
     assert_eq!(r.status(), 200);
 }
+
+/// A probe on the control websocket, answering calls as Scope's probe does.
+async fn fake_probe(app: &App, probe_id: &str) -> tokio::task::JoinHandle<()> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/api/control/ws", app.addr)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("X-Scope-Probe-ID", probe_id.parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connects");
+    tokio::spawn(async move {
+        let mut header: Option<Value> = None;
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(text) = msg else { continue };
+            let frame: Value = serde_json::from_str(&text).expect("json");
+            if !frame["Request"].is_null() {
+                header = Some(frame["Request"].clone());
+                continue;
+            }
+            let call = header.take().expect("a header came first");
+            let request = frame["Value"].clone();
+            let seq = call["Seq"].clone();
+            let control = request["Control"].as_str().unwrap_or_default().to_string();
+            // Answer slow calls late, so answers arrive out of order.
+            if control == "slow" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let value = serde_json::json!({"value": format!("{}:{}", request["NodeID"].as_str().unwrap_or_default(), control)});
+            let reply_header = serde_json::json!({"Request": null, "Response": {"ServiceMethod": "control.Handle", "Seq": seq, "Error": ""}, "Value": null});
+            let reply_value =
+                serde_json::json!({"Request": null, "Response": null, "Value": value});
+            ws.send(Message::Text(reply_header.to_string().into()))
+                .await
+                .expect("send");
+            ws.send(Message::Text(reply_value.to_string().into()))
+                .await
+                .expect("send");
+        }
+    })
+}
+
+#[tokio::test]
+async fn controls_reach_a_probe_over_its_control_websocket() {
+    let app = start(|_| {}).await;
+    let probe = fake_probe(&app, "wsprobe").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = reqwest::Client::new();
+    let slow = client
+        .post(format!("{}/api/control/wsprobe/node1/slow", app.base))
+        .send();
+    let fast = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client
+            .post(format!("{}/api/control/wsprobe/node2/fast", app.base))
+            .send()
+            .await
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    assert_eq!(
+        fast.expect("req").json::<Value>().await.expect("json")["value"],
+        "node2:fast"
+    );
+    assert_eq!(
+        slow.expect("req").json::<Value>().await.expect("json")["value"],
+        "node1:slow"
+    );
+    // Without the probe ID header the websocket is refused.
+    let r = client
+        .get(format!("{}/api/control/ws", app.base))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 400);
+    // When the probe goes, its controls answer that it is not connected.
+    probe.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client
+        .post(format!("{}/api/control/wsprobe/node1/fast", app.base))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 400);
+}
