@@ -27,6 +27,7 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     pub collector: Arc<Collector>,
     pub controls: crate::controls::ControlRouter,
+    pub pipes: crate::pipes::PipeRouter,
     pub metrics: Arc<crate::metrics::AppMetrics>,
     cache: Arc<Mutex<RenderCache>>,
 }
@@ -45,6 +46,7 @@ impl AppState {
             collector,
             metrics: Arc::default(),
             controls: Default::default(),
+            pipes: Default::default(),
             cache: Arc::default(),
         }
     }
@@ -122,6 +124,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/api/control/ws", get(crate::probe_ws::control_ws))
+        .route(
+            "/api/pipe/{id}",
+            get(crate::pipes::ui_end)
+                .delete(crate::pipes::delete)
+                .post(crate::pipes::delete),
+        )
+        .route("/api/pipe/{id}/probe", get(crate::pipes::probe_end))
+        .route("/api/pipe/{id}/check", get(crate::pipes::check))
         .route("/api/control/{probe}/{node}/{control}", post(control))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(

@@ -8,6 +8,7 @@ pub mod collector;
 pub mod config;
 pub mod controls;
 pub mod metrics;
+pub mod pipes;
 pub mod probe_ws;
 pub mod ws;
 
@@ -48,6 +49,7 @@ pub async fn serve_with(
         );
     }
     info!(address = %listener.local_addr()?, "serving the Rescope app");
+    tokio::spawn(state.pipes.clone().run_gc(shutdown.clone()));
     let app = api::router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -543,3 +543,85 @@ async fn controls_reach_a_probe_over_its_control_websocket() {
         .expect("req");
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn pipes_relay_bytes_both_ways_and_close_with_a_tombstone() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let app = start(|_| {}).await;
+    let (mut probe, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/pipe/pipe-7/probe", app.addr))
+            .await
+            .expect("probe end");
+    let (mut ui, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/pipe/pipe-7", app.addr))
+            .await
+            .expect("ui end");
+    ui.send(Message::Text("ls\n".into())).await.expect("send");
+    let got = tokio::time::timeout(Duration::from_secs(2), probe.next())
+        .await
+        .expect("relayed")
+        .expect("open")
+        .expect("ok");
+    assert_eq!(got.into_data().as_ref(), b"ls\n");
+    probe
+        .send(Message::Binary(b"file.txt\r\n".to_vec().into()))
+        .await
+        .expect("send");
+    let got = tokio::time::timeout(Duration::from_secs(2), ui.next())
+        .await
+        .expect("relayed")
+        .expect("open")
+        .expect("ok");
+    assert!(got.is_binary(), "the browser gets binary frames");
+    assert_eq!(got.into_data().as_ref(), b"file.txt\r\n");
+
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{}/api/pipe/pipe-7/check", app.base))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        204
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/api/pipe/never-seen/check", app.base))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        204
+    );
+    assert_eq!(
+        client
+            .delete(format!("{}/api/pipe/pipe-7", app.base))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/api/pipe/pipe-7/check", app.base))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        404
+    );
+    // Both ends are disconnected, and a late probe learns the pipe is gone.
+    let end = tokio::time::timeout(Duration::from_secs(3), probe.next())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+        "{end:?}"
+    );
+    let late =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/pipe/pipe-7/probe", app.addr)).await;
+    assert!(late.is_err(), "a closed pipe refuses new ends");
+}
