@@ -30,6 +30,9 @@ const TOMBSTONE: Duration = Duration::from_secs(600);
 /// grow memory.
 const BUFFER: usize = 256;
 
+/// One end's incoming bytes, shared by successive connections of that end.
+type SharedReceiver = Arc<tokio::sync::Mutex<mpsc::Receiver<Bytes>>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     Ui,
@@ -40,7 +43,7 @@ enum End {
 struct Half {
     /// Bytes for this end; the receiver is held by this end's connection.
     tx: mpsc::Sender<Bytes>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Bytes>>>,
+    rx: SharedReceiver,
     connections: usize,
     last_used: Instant,
 }
@@ -72,14 +75,7 @@ pub struct PipeRouter {
 impl PipeRouter {
     /// Joins an end; `None` if the pipe is closed. Returns the sender towards the
     /// other end and the receiver of this end.
-    fn join(
-        &self,
-        id: &str,
-        end: End,
-    ) -> Option<(
-        mpsc::Sender<Bytes>,
-        Arc<tokio::sync::Mutex<mpsc::Receiver<Bytes>>>,
-    )> {
+    fn join(&self, id: &str, end: End) -> Option<(mpsc::Sender<Bytes>, SharedReceiver)> {
         let mut pipes = self.pipes.lock().ok()?;
         let pipe = pipes.entry(id.to_string()).or_insert_with(|| Pipe::Open {
             ui: Half::new(),
