@@ -28,6 +28,8 @@ pub struct AppState {
     pub collector: Arc<Collector>,
     pub controls: crate::controls::ControlRouter,
     pub pipes: crate::pipes::PipeRouter,
+    /// Requests made recently, rendered ahead of time when reports arrive.
+    watched: Arc<Mutex<HashMap<String, (Work, std::time::Instant)>>>,
     pub metrics: Arc<crate::metrics::AppMetrics>,
     cache: Arc<Mutex<RenderCache>>,
 }
@@ -47,6 +49,7 @@ impl AppState {
             metrics: Arc::default(),
             controls: Default::default(),
             pipes: Default::default(),
+            watched: Arc::default(),
             cache: Arc::default(),
         }
     }
@@ -228,13 +231,64 @@ fn cache_key(kind: &str, view: &str, query: &[(String, String)]) -> String {
     key
 }
 
-/// Renders on a blocking thread, caching the body per snapshot generation.
-async fn rendered<F>(s: &AppState, key: String, f: F) -> Result<Option<Bytes>, ApiError>
-where
-    F: FnOnce(&rescope_render::RenderContext<'_>) -> Option<Result<Bytes, ApiError>>
-        + Send
-        + 'static,
-{
+/// A rendering request: what a listing, view or details request asks for.
+#[derive(Debug, Clone)]
+pub enum Work {
+    List(Vec<(String, String)>),
+    View(String, Vec<(String, String)>),
+    Node(String, String, Vec<(String, String)>),
+}
+
+#[derive(Serialize)]
+struct NodesBody<'a> {
+    nodes: &'a std::collections::BTreeMap<rescope_report::Str, rescope_render::wire::NodeSummary>,
+}
+
+#[derive(Serialize)]
+struct NodeBody {
+    node: rescope_render::wire::NodeDetails,
+}
+
+impl Work {
+    fn key(&self) -> String {
+        match self {
+            Work::List(q) => cache_key("list", "", q),
+            Work::View(v, q) => cache_key("view", v, q),
+            Work::Node(v, n, q) => cache_key("node", &format!("{v}/{n}"), q),
+        }
+    }
+
+    /// The JSON body; `None` for an unknown view or node.
+    fn render(&self, ctx: &RenderContext<'_>) -> Option<Result<Bytes, ApiError>> {
+        match self {
+            Work::List(q) => Some(to_json(&list::topology_list(ctx, q))),
+            Work::View(view, q) => {
+                let r = rescope_render::render_in(ctx, view, q)?;
+                let summaries = rescope_render::summaries(&r, ctx.report);
+                Some(to_json(&NodesBody { nodes: &summaries }))
+            }
+            Work::Node(view, node, q) => {
+                let details = detail::details(ctx, view, node, q)?;
+                Some(to_json(&NodeBody { node: details }))
+            }
+        }
+    }
+}
+
+/// How long a request keeps being rendered ahead of time after it was last made.
+const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+/// At most this many requests are rendered ahead of time.
+const MAX_WATCHED: usize = 32;
+
+/// Renders on a blocking thread, caching the body per snapshot generation, and
+/// remembers the request so new reports render it ahead of time.
+async fn rendered(s: &AppState, work: Work) -> Result<Option<Bytes>, ApiError> {
+    let key = work.key();
+    if let Ok(mut watched) = s.watched.lock()
+        && (watched.len() < MAX_WATCHED || watched.contains_key(&key))
+    {
+        watched.insert(key.clone(), (work.clone(), std::time::Instant::now()));
+    }
     let snapshot = s.collector.snapshot();
     if let Some(body) = s.cached(snapshot.generation, &key) {
         return Ok(Some(body));
@@ -244,7 +298,7 @@ where
     let out = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let ctx = RenderContext::new(&snapshot.prepared, snapshot.taken);
-        let out = f(&ctx);
+        let out = work.render(&ctx);
         metrics.rendered(started.elapsed().as_micros() as u64);
         out
     })
@@ -265,21 +319,53 @@ where
     }
 }
 
+/// Whenever reports arrive, renders the requests clients made recently, so their next
+/// request is answered from the cache. One render pass shares the intermediate views.
+pub async fn warm(s: AppState, mut shutdown: crate::Shutdown) {
+    let mut changes = s.collector.subscribe();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        // Let a burst of reports settle.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let work: Vec<Work> = match s.watched.lock() {
+            Ok(mut watched) => {
+                watched.retain(|_, (_, at)| at.elapsed() < WATCH_FOR);
+                watched.values().map(|(w, _)| w.clone()).collect()
+            }
+            Err(_) => continue,
+        };
+        if work.is_empty() {
+            continue;
+        }
+        let snapshot = s.collector.snapshot();
+        let state = s.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let ctx = RenderContext::new(&snapshot.prepared, snapshot.taken);
+            for w in work {
+                let key = w.key();
+                if state.cached(snapshot.generation, &key).is_some() {
+                    continue;
+                }
+                if let Some(Ok(body)) = w.render(&ctx) {
+                    state.remember(snapshot.generation, key, body);
+                }
+            }
+            state.metrics.rendered(started.elapsed().as_micros() as u64);
+        })
+        .await;
+    }
+}
+
 async fn topology_list(
     State(s): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let key = cache_key("list", "", &query);
-    let body = rendered(&s, key, move |ctx| {
-        Some(to_json(&list::topology_list(ctx, &query)))
-    })
-    .await?;
+    let body = rendered(&s, Work::List(query)).await?;
     Ok(body.map_or_else(not_found, json_body))
-}
-
-#[derive(Serialize)]
-struct NodesBody<'a> {
-    nodes: &'a std::collections::BTreeMap<rescope_report::Str, rescope_render::wire::NodeSummary>,
 }
 
 async fn topology(
@@ -287,19 +373,8 @@ async fn topology(
     Path(view): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let key = cache_key("view", &view, &query);
-    let body = rendered(&s, key, move |ctx| {
-        let r = rescope_render::render_in(ctx, &view, &query)?;
-        let summaries = rescope_render::summaries(&r, ctx.report);
-        Some(to_json(&NodesBody { nodes: &summaries }))
-    })
-    .await?;
+    let body = rendered(&s, Work::View(view, query)).await?;
     Ok(body.map_or_else(not_found, json_body))
-}
-
-#[derive(Serialize)]
-struct NodeBody {
-    node: rescope_render::wire::NodeDetails,
 }
 
 async fn node_details(
@@ -307,12 +382,7 @@ async fn node_details(
     Path((view, node)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let key = cache_key("node", &format!("{view}/{node}"), &query);
-    let body = rendered(&s, key, move |ctx| {
-        let details = detail::details(ctx, &view, &node, &query)?;
-        Some(to_json(&NodeBody { node: details }))
-    })
-    .await?;
+    let body = rendered(&s, Work::Node(view, node, query)).await?;
     Ok(body.map_or_else(not_found, json_body))
 }
 

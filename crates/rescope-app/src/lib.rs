@@ -50,6 +50,7 @@ pub async fn serve_with(
     }
     info!(address = %listener.local_addr()?, "serving the Rescope app");
     tokio::spawn(state.pipes.clone().run_gc(shutdown.clone()));
+    tokio::spawn(api::warm(state.clone(), shutdown.clone()));
     let app = api::router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
