@@ -196,7 +196,7 @@ struct PluginJson {
 async fn api_info(State(s): State<AppState>) -> Result<Response, ApiError> {
     let snapshot = s.collector.snapshot();
     let plugins = snapshot
-        .merged
+        .prepared
         .plugins
         .values()
         .map(|p| PluginJson {
@@ -328,8 +328,13 @@ pub async fn warm(s: AppState, mut shutdown: crate::Shutdown) {
             changed = changes.changed() => if changed.is_err() { return },
             _ = shutdown.changed() => return,
         }
-        // Let a burst of reports settle.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Let a burst of reports settle, and the snapshot become due.
+        tokio::time::sleep(
+            s.collector
+                .rebuild_delay()
+                .max(std::time::Duration::from_millis(50)),
+        )
+        .await;
         let work: Vec<Work> = match s.watched.lock() {
             Ok(mut watched) => {
                 watched.retain(|_, (_, at)| at.elapsed() < WATCH_FOR);
@@ -394,9 +399,9 @@ async fn get_report(State(s): State<AppState>, headers: HeaderMap) -> Result<Res
         .is_some_and(|a| a.starts_with("application/msgpack"));
     let body = tokio::task::spawn_blocking(move || {
         if msgpack {
-            codec::to_msgpack(&snapshot.merged)
+            codec::to_msgpack(&snapshot.merged())
         } else {
-            codec::to_json(&snapshot.merged).into_bytes()
+            codec::to_json(&snapshot.merged()).into_bytes()
         }
     })
     .await
@@ -521,7 +526,7 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
     let probes = s.collector.probes().len();
     let metrics = s.metrics.clone();
     let text = tokio::task::spawn_blocking(move || {
-        crate::metrics::exposition(&metrics, &snapshot.merged, probes)
+        crate::metrics::exposition(&metrics, &snapshot.prepared, probes)
     })
     .await
     .unwrap_or_default();
@@ -593,7 +598,7 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
     let h = Health {
         status: "ok",
         probes: s.collector.probes().len(),
-        nodes: snapshot.merged.node_count(),
+        nodes: snapshot.prepared.node_count() + snapshot.partial.len(),
     };
     Ok(json_body(to_json(&h)?))
 }

@@ -39,11 +39,24 @@ struct ProbeState {
 pub struct Snapshot {
     /// Changes whenever the merged report may have changed.
     pub generation: u64,
-    /// All probes' reports merged (part-merged nodes included, as `/api/report` shows).
-    pub merged: Report,
-    /// `merged` without part-merged nodes, ready to render.
+    /// All probes' reports merged, without part-merged nodes: ready to render.
     pub prepared: Report,
+    /// The part-merged nodes (delta nodes whose full report is gone), kept aside for
+    /// `/api/report`, which shows them as Scope does.
+    pub partial: Vec<(TopologyKind, Str, rescope_report::Node)>,
     pub taken: GoTime,
+    built: Instant,
+}
+
+impl Snapshot {
+    /// The merged report with part-merged nodes, as `/api/report` serves it.
+    pub fn merged(&self) -> Report {
+        let mut r = self.prepared.clone();
+        for (kind, id, node) in &self.partial {
+            r.topology_mut(*kind).nodes.insert(id.clone(), node.clone());
+        }
+        r
+    }
 }
 
 #[derive(Debug)]
@@ -51,6 +64,8 @@ struct Inner {
     probes: HashMap<String, ProbeState>,
     generation: u64,
     cached: Option<Arc<Snapshot>>,
+    /// Reports arrived (or probes expired) since `cached` was built.
+    dirty: bool,
 }
 
 /// Holds every probe's current report.
@@ -109,6 +124,7 @@ impl Collector {
                 probes: HashMap::new(),
                 generation: 0,
                 cached: None,
+                dirty: false,
             }),
             changes,
         })
@@ -159,7 +175,7 @@ impl Collector {
         state.arrived_wall = wall;
         state.reports += 1;
         inner.generation += 1;
-        inner.cached = None;
+        inner.dirty = true;
         let generation = inner.generation;
         drop(inner);
         self.changes.send_replace(generation);
@@ -174,24 +190,37 @@ impl Collector {
         let expired = inner.probes.len() != before;
         if expired {
             inner.generation += 1;
-            inner.cached = None;
+            inner.dirty = true;
             self.changes.send_replace(inner.generation);
         }
         expired
     }
 
-    /// The current merged view (cached until something changes).
+    /// How stale a snapshot may be before a new report forces a rebuild: rebuilding
+    /// merges every probe's report, so with many probes reports are batched (up to
+    /// one rebuild a second at 100 probes; 10 ms per probe).
+    pub fn rebuild_delay(&self) -> Duration {
+        let probes = self.inner.lock().map(|i| i.probes.len()).unwrap_or(0) as u64;
+        Duration::from_millis((probes * 10).min(1000))
+    }
+
+    /// The current merged view (cached until something changes, see
+    /// [`Collector::rebuild_delay`]).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         let Ok(mut inner) = self.inner.lock() else {
             return Arc::new(Snapshot {
                 generation: 0,
-                merged: Report::empty(),
                 prepared: Report::empty(),
+                partial: Vec::new(),
                 taken: GoTime::now(),
+                built: Instant::now(),
             });
         };
         self.expire(&mut inner);
-        if let Some(cached) = &inner.cached {
+        let delay = Duration::from_millis((inner.probes.len() as u64 * 10).min(1000));
+        if let Some(cached) = &inner.cached
+            && (!inner.dirty || cached.built.elapsed() < delay)
+        {
             return cached.clone();
         }
         let mut merged = Report::empty();
@@ -206,14 +235,29 @@ impl Collector {
         }
         merged.id = Str::from(format!("{:x}", hasher.finish()));
         merged.upgrade();
-        let prepared = rescope_render::prepare(&merged);
+        let mut partial = Vec::new();
+        for (kind, t) in merged.topologies_mut() {
+            let ids: Vec<Str> = t
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.topology.is_empty())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ids {
+                if let Some(node) = t.nodes.remove(&id) {
+                    partial.push((kind, id, node));
+                }
+            }
+        }
         let snapshot = Arc::new(Snapshot {
             generation: inner.generation,
-            merged,
-            prepared,
+            prepared: merged,
+            partial,
             taken: GoTime::now(),
+            built: Instant::now(),
         });
         inner.cached = Some(snapshot.clone());
+        inner.dirty = false;
         snapshot
     }
 
@@ -267,6 +311,12 @@ mod tests {
     use super::*;
     use rescope_report::{MetricTemplate, Node};
 
+    /// The snapshot once the rebuild delay has passed.
+    fn settled(c: &Collector) -> Arc<Snapshot> {
+        std::thread::sleep(c.rebuild_delay());
+        c.snapshot()
+    }
+
     fn full(host: &str, processes: &[u32]) -> Report {
         let now = GoTime::now();
         let mut r = Report::empty();
@@ -294,15 +344,15 @@ mod tests {
     fn a_full_report_replaces_the_probes_state_and_a_delta_adds_to_it() {
         let c = Collector::new(Duration::from_secs(15));
         assert_eq!(c.add("p1", full("a", &[1, 2])), ReportKind::Full);
-        assert_eq!(c.snapshot().merged[TopologyKind::Process].nodes.len(), 2);
+        assert_eq!(settled(&c).merged()[TopologyKind::Process].nodes.len(), 2);
         let base = full("a", &[1, 2]);
         let delta = full("a", &[1, 2, 3]).delta_from(&base);
         assert_eq!(c.add("p1", delta), ReportKind::Delta);
-        assert_eq!(c.snapshot().merged[TopologyKind::Process].nodes.len(), 3);
+        assert_eq!(settled(&c).merged()[TopologyKind::Process].nodes.len(), 3);
         c.add("p1", full("a", &[3]));
-        let snap = c.snapshot();
+        let snap = settled(&c);
         assert_eq!(
-            snap.merged[TopologyKind::Process]
+            snap.merged()[TopologyKind::Process]
                 .nodes
                 .keys()
                 .map(Str::as_str)
@@ -316,7 +366,7 @@ mod tests {
         let c = Collector::new(Duration::from_secs(15));
         c.add("same", full("a", &[1]));
         c.add("same", full("b", &[1]));
-        assert_eq!(c.snapshot().merged[TopologyKind::Host].nodes.len(), 2);
+        assert_eq!(settled(&c).merged()[TopologyKind::Host].nodes.len(), 2);
         assert_eq!(c.probes().len(), 2);
     }
 
@@ -325,10 +375,10 @@ mod tests {
         let c = Collector::new(Duration::from_millis(50));
         c.add("p", full("a", &[1]));
         assert!(c.has_reports());
-        let generation = c.snapshot().generation;
+        let generation = settled(&c).generation;
         std::thread::sleep(Duration::from_millis(80));
-        let snap = c.snapshot();
-        assert!(snap.merged[TopologyKind::Host].nodes.is_empty());
+        let snap = settled(&c);
+        assert!(snap.merged()[TopologyKind::Host].nodes.is_empty());
         assert!(snap.generation > generation);
         assert!(!c.has_reports());
     }
@@ -337,10 +387,11 @@ mod tests {
     fn snapshots_are_cached_until_a_report_arrives() {
         let c = Collector::new(Duration::from_secs(15));
         c.add("p", full("a", &[1]));
-        let a = c.snapshot();
-        let b = c.snapshot();
+        let a = settled(&c);
+        let b = settled(&c);
         assert!(Arc::ptr_eq(&a, &b));
         c.add("p", full("a", &[1]));
-        assert!(!Arc::ptr_eq(&a, &c.snapshot()));
+        std::thread::sleep(c.rebuild_delay());
+        assert!(!Arc::ptr_eq(&a, &settled(&c)));
     }
 }

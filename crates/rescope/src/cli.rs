@@ -40,6 +40,16 @@ pub enum Command {
     Report(ReportCommand),
     /// Run the probe only, publishing to one or more apps.
     Probe(ProbeArgs),
+    /// Load generators for measuring Rescope.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Simulated probes publishing realistic reports to an app over HTTP, with
+    /// request latency and app memory measured.
+    Fleet(crate::bench_cmd::FleetArgs),
 }
 
 #[derive(Debug, Args)]

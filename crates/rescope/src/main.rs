@@ -7,6 +7,7 @@ use clap::Parser;
 use tokio::sync::watch;
 
 mod app_cmd;
+mod bench_cmd;
 mod cli;
 mod launch_cmd;
 mod logging;
@@ -116,6 +117,7 @@ fn run_daemon(command: cli::Command) -> Result<()> {
                 }
                 print_reports(config, shutdown).await
             }
+            cli::Command::Bench(cli::BenchCommand::Fleet(args)) => bench_cmd::fleet(args).await,
             cli::Command::Report(_) => Ok(()),
         }
     })
