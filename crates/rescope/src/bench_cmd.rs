@@ -84,7 +84,7 @@ async fn probe(
         let scheduled = ticker.tick().await;
         let (body, full) = {
             let report = sim.next_report();
-            let full = count % 3 == 0 || last_full.is_none();
+            let full = count.is_multiple_of(3) || last_full.is_none();
             let wire = match (&last_full, full) {
                 (Some(base), false) => report.delta_from(base),
                 _ => report.clone(),
