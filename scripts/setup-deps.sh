@@ -16,6 +16,10 @@ if [[ "$mode" == test ]]; then
     need_cmd dockerd docker.io
     [[ -x /bin/busybox || -x /usr/bin/busybox ]] || want_apt+=(busybox-static)
     need_cmd python3 python3
+    # Network namespace, NAT and capability tests of the connection collector.
+    need_cmd ip iproute2
+    need_cmd nft nftables
+    need_cmd setpriv util-linux
 fi
 
 if ((${#want_apt[@]})); then

@@ -59,11 +59,12 @@ pub fn probe_for(config: &config::ProbeConfig, metrics: Arc<selfmetrics::SelfMet
             config.omit_cmd_args,
         )))
     });
-    let mut spy = spy::Spy::new(config.host_node_id(), walker, metrics);
+    let mut spy = spy::Spy::new(config.host_node_id(), walker.clone(), metrics);
     spy.add_reporter(Box::new(host::HostReporter::new(config)));
     if config.processes {
         spy.add_reporter(Box::new(process::ProcessReporter::new(config)));
     }
+    spy.add_reporter(Box::new(endpoint::EndpointReporter::new(config, walker)));
     let plugins = config.plugins_root.as_ref().map(|root| {
         let mut settings = plugin::PluginSettings::new(root, config.probe_id.clone());
         settings.allow_any_owner = config.plugins_allow_any_owner;
