@@ -49,74 +49,62 @@ fn escape(v: &str) -> String {
 pub fn exposition(m: &AppMetrics, report: &Report, probes: usize) -> String {
     let mut out = String::with_capacity(4096);
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP rescope_app_reports_received_total Reports accepted from probes, by kind."
+    // One metric family: help, type, and its samples (`{labels} value` suffixes).
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let plain = |v: String| vec![(String::new(), v)];
+    family(
+        "rescope_app_reports_received_total",
+        "counter",
+        "Reports accepted from probes, by kind.",
+        &[
+            ("full", &m.reports_full),
+            ("delta", &m.reports_delta),
+            ("shortcut", &m.reports_shortcut),
+        ]
+        .map(|(kind, c)| (format!("{{kind=\"{kind}\"}}"), load(c).to_string())),
     );
-    let _ = writeln!(out, "# TYPE rescope_app_reports_received_total counter");
-    for (kind, c) in [
-        ("full", &m.reports_full),
-        ("delta", &m.reports_delta),
-        ("shortcut", &m.reports_shortcut),
-    ] {
-        let _ = writeln!(
-            out,
-            "rescope_app_reports_received_total{{kind=\"{kind}\"}} {}",
-            load(c)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP rescope_app_reports_rejected_total Reports refused as malformed or too large."
+    family(
+        "rescope_app_reports_rejected_total",
+        "counter",
+        "Reports refused as malformed or too large.",
+        &plain(load(&m.reports_rejected).to_string()),
     );
-    let _ = writeln!(out, "# TYPE rescope_app_reports_rejected_total counter");
-    let _ = writeln!(
-        out,
-        "rescope_app_reports_rejected_total {}",
-        load(&m.reports_rejected)
+    family(
+        "rescope_app_report_bytes_total",
+        "counter",
+        "Bytes of reports received, as sent.",
+        &plain(load(&m.report_bytes).to_string()),
     );
-    let _ = writeln!(
-        out,
-        "# HELP rescope_app_report_bytes_total Bytes of reports received, as sent."
+    family(
+        "rescope_app_renders_total",
+        "counter",
+        "Views rendered (cache misses).",
+        &plain(load(&m.renders).to_string()),
     );
-    let _ = writeln!(out, "# TYPE rescope_app_report_bytes_total counter");
-    let _ = writeln!(
-        out,
-        "rescope_app_report_bytes_total {}",
-        load(&m.report_bytes)
+    family(
+        "rescope_app_render_seconds_total",
+        "counter",
+        "Time spent rendering views.",
+        &plain(format!("{:.6}", load(&m.render_micros) as f64 / 1e6)),
     );
-    let _ = writeln!(
-        out,
-        "# HELP rescope_app_renders_total Views rendered (cache misses)."
+    family(
+        "rescope_app_websocket_clients",
+        "gauge",
+        "Open topology websockets.",
+        &plain(m.websocket_clients.load(Ordering::Relaxed).to_string()),
     );
-    let _ = writeln!(out, "# TYPE rescope_app_renders_total counter");
-    let _ = writeln!(out, "rescope_app_renders_total {}", load(&m.renders));
-    let _ = writeln!(
-        out,
-        "# HELP rescope_app_render_seconds_total Time spent rendering views."
+    family(
+        "rescope_app_probes",
+        "gauge",
+        "Probes that reported within the window.",
+        &plain(probes.to_string()),
     );
-    let _ = writeln!(out, "# TYPE rescope_app_render_seconds_total counter");
-    let _ = writeln!(
-        out,
-        "rescope_app_render_seconds_total {:.6}",
-        load(&m.render_micros) as f64 / 1e6
-    );
-    let _ = writeln!(
-        out,
-        "# HELP rescope_app_websocket_clients Open topology websockets."
-    );
-    let _ = writeln!(out, "# TYPE rescope_app_websocket_clients gauge");
-    let _ = writeln!(
-        out,
-        "rescope_app_websocket_clients {}",
-        m.websocket_clients.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP rescope_app_probes Probes that reported within the window."
-    );
-    let _ = writeln!(out, "# TYPE rescope_app_probes gauge");
-    let _ = writeln!(out, "rescope_app_probes {probes}");
     let _ = writeln!(
         out,
         "# HELP rescope_node_metric The newest sample of every node metric the probes report."
