@@ -151,6 +151,9 @@ fn judge(
     if let Some(p) = problem {
         return (spec, Err(p));
     }
+    if spec.implements("controller") {
+        rewrite_controls(&mut report, socket_id, rescope_report::GoTime::now());
+    }
     // Nodes a plugin adds without an `id` get their key, so renderers can use them.
     for (_, t) in report.topologies_mut() {
         for (key, node) in t.nodes.iter_mut() {
@@ -160,6 +163,42 @@ fn judge(
         }
     }
     (spec, Ok(report))
+}
+
+/// Rewrites a controller plugin's controls as the probe exposes them (§6.4): every
+/// topology control `C` becomes `<plugin>~C`, node `active_controls` entries naming a
+/// control of the same topology are renamed (others kept, order kept), and every
+/// node's `active_controls` is stamped with `now`, so the plugin's view of its
+/// controls wins the merge.
+pub fn rewrite_controls(report: &mut Report, plugin_id: &str, now: rescope_report::GoTime) {
+    for (_, t) in report.topologies_mut() {
+        let defined: std::collections::BTreeSet<Str> = t.controls.keys().cloned().collect();
+        let controls = std::mem::take(&mut t.controls);
+        for (cid, mut c) in controls {
+            let new = Str::from(rescope_report::id::plugin_control_id(plugin_id, &cid));
+            c.id = new.clone();
+            t.controls.insert(new, c);
+        }
+        for (key, node) in t.nodes.iter_mut() {
+            node.id = key.clone();
+            let value = node
+                .latest_value(rescope_report::node::ACTIVE_CONTROLS)
+                .map(|v| v.as_str())
+                .unwrap_or("")
+                .split(';')
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    if defined.contains(c) {
+                        rescope_report::id::plugin_control_id(plugin_id, c)
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(";");
+            node.set_latest(rescope_report::node::ACTIVE_CONTROLS, now, value);
+        }
+    }
 }
 
 /// Why a socket must not be trusted, if it must not.
@@ -370,6 +409,114 @@ impl PluginRegistry {
             let scanner = self.clone();
             let _ = tokio::task::spawn_blocking(move || scanner.scan()).await;
             self.poll().await;
+        }
+    }
+
+    /// Runs a plugin control (`<plugin>~<control>`): forwards it to the plugin's
+    /// `POST /control` with the plugin's own control ID. Returns the answer and, when
+    /// the plugin sent one, its shortcut report (rewritten, marked `Shortcut`), to be
+    /// published at once.
+    pub async fn control(
+        &self,
+        request: &rescope_report::xfer::ControlRequest,
+    ) -> (rescope_report::xfer::ControlResponse, Option<Report>) {
+        use rescope_report::xfer::ControlResponse;
+        let Some((plugin_id, control)) =
+            rescope_report::id::parse_plugin_control_id(&request.control)
+        else {
+            return (
+                ControlResponse::error(format!("Control \"{}\" not recognised", request.control)),
+                None,
+            );
+        };
+        let target = self.state.lock().ok().and_then(|state| {
+            state
+                .plugins
+                .iter()
+                .find(|(_, p)| p.id == plugin_id)
+                .map(|(path, p)| {
+                    // Only controls the plugin defined in its last report are relayed.
+                    let defined = p.report.as_ref().is_some_and(|r| {
+                        r.topologies()
+                            .any(|(_, t)| t.controls.contains_key(request.control.as_str()))
+                    });
+                    (path.clone(), p.spec.clone(), defined)
+                })
+        });
+        let Some((path, spec, defined)) = target else {
+            return (
+                ControlResponse::error(format!("plugin {plugin_id} not found")),
+                None,
+            );
+        };
+        if !spec.implements("controller") {
+            return (
+                ControlResponse::error(format!(
+                    "the {} plugin does not implement the controller interface",
+                    spec.label
+                )),
+                None,
+            );
+        }
+        if !defined {
+            return (
+                ControlResponse::error(format!("Control \"{}\" not recognised", request.control)),
+                None,
+            );
+        }
+        let mut forwarded = request.clone();
+        forwarded.control = control.to_string();
+        let body = serde_json::to_vec(&forwarded).unwrap_or_default();
+        let query = format!(
+            "/control?api_version={}&probe_id={}",
+            self.settings.api_version, self.settings.probe_id
+        );
+        let answer = unixhttp::request(
+            &path,
+            PluginRequest {
+                method: hyper::Method::POST,
+                path_and_query: &query,
+                json_body: Some(body),
+            },
+            self.settings.timeout,
+            self.settings.max_response,
+        )
+        .await;
+        let outcome: Result<(ControlResponse, Option<Report>), String> =
+            answer.map_err(|e| e.to_string()).and_then(|bytes| {
+                let mut value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| format!("decoding error: {e}"))?;
+                let shortcut = value
+                    .as_object_mut()
+                    .and_then(|o| o.remove("shortcutReport"))
+                    .filter(|v| !v.is_null());
+                let response: ControlResponse =
+                    serde_json::from_value(value).map_err(|e| format!("decoding error: {e}"))?;
+                let shortcut = match shortcut {
+                    Some(v) => {
+                        let raw = serde_json::to_vec(&v).unwrap_or_default();
+                        let mut r = codec::decode_plain(&raw, codec::Format::Json)
+                            .map_err(|e| format!("decoding error: {e}"))?;
+                        rewrite_controls(&mut r, plugin_id, rescope_report::GoTime::now());
+                        r.shortcut = true;
+                        Some(r)
+                    }
+                    None => None,
+                };
+                Ok((response, shortcut))
+            });
+        let status = match &outcome {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        if let Ok(mut state) = self.state.lock()
+            && let Some(p) = state.plugins.get_mut(&path)
+        {
+            p.spec.status = Str::from(status);
+        }
+        match outcome {
+            Ok(r) => r,
+            Err(e) => (ControlResponse::error(e), None),
         }
     }
 

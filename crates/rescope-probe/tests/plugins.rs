@@ -364,3 +364,104 @@ async fn a_new_plugin_is_listed_within_a_second_while_running() {
     }
     let _ = stop.send(true);
 }
+
+/// A controller plugin: `/report` defines `ctrl1` on a Pod node that offers
+/// `ctrl1;ctrl2`; `/control` echoes `NodeID,Control` and sends a shortcut report.
+async fn controller(socket: &Path) -> tokio::task::JoinHandle<()> {
+    std::fs::create_dir_all(socket.parent().expect("parent")).expect("mkdir");
+    let listener = tokio::net::UnixListener::bind(socket).expect("bind");
+    let report = r#"{"Plugins": [{"id": "testPlugin", "label": "Test", "interfaces": ["reporter", "controller"], "api_version": "1"}],
+      "Pod": {"controls": {"ctrl1": {"id": "ctrl1", "human": "Ctrl 1", "icon": "fa-at", "rank": 1}},
+              "nodes": {"node1": {"latest": {"active_controls": {"timestamp": "2020-01-01T00:00:00Z", "value": "ctrl1;ctrl2"}}}}}}"#;
+    let app = Router::new()
+        .route("/report", get(move || async move { report }))
+        .route(
+            "/control",
+            axum::routing::post(|body: String| async move {
+                let req: serde_json::Value = serde_json::from_str(&body).expect("json");
+                let value = format!("{},{}", req["NodeID"].as_str().unwrap_or(""), req["Control"].as_str().unwrap_or(""));
+                let shortcut = serde_json::json!({
+                    "Plugins": [{"id": "testPlugin", "label": "Test", "interfaces": ["reporter", "controller"], "api_version": "1"}],
+                    "Pod": {"controls": {"ctrl1": {"id": "ctrl1", "human": "Ctrl 1", "icon": "fa-at", "rank": 1}},
+                            "nodes": {"node1": {"latest": {"state": {"timestamp": "2030-01-01T00:00:00Z", "value": "flipped"}}}}}
+                });
+                axum::Json(serde_json::json!({"value": value, "shortcutReport": shortcut}))
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+#[tokio::test]
+async fn controller_plugins_have_their_controls_renamed_and_relayed() {
+    let (_dir, root) = tempdir();
+    let _p = controller(&root.join("testPlugin.sock")).await;
+    let _r = serve(&root.join("reporterOnly.sock"), 200, r#"{"Plugins": [{"id": "reporterOnly", "label": "R", "interfaces": ["reporter"], "api_version": "1"}],
+      "Host": {"controls": {"ctrl1": {"id": "ctrl1", "human": "C", "icon": "x", "rank": 1}},
+               "nodes": {"node1": {"latest": {"active_controls": {"timestamp": "2020-01-01T00:00:00Z", "value": "ctrl1;ctrl2"}}}}}}"#.into(), Duration::ZERO).await;
+    let r = registry(&root);
+    cycle(&r).await;
+    let report = r.report();
+    // A controller's controls are renamed <plugin>~<control>; undefined ones are kept.
+    let pod = &report[TopologyKind::Pod];
+    assert_eq!(
+        pod.controls.keys().map(Str::as_str).collect::<Vec<_>>(),
+        ["testPlugin~ctrl1"]
+    );
+    assert_eq!(
+        pod.controls["testPlugin~ctrl1"].id.as_str(),
+        "testPlugin~ctrl1"
+    );
+    assert_eq!(
+        pod.nodes["node1"]
+            .latest_value("active_controls")
+            .map(Str::as_str),
+        Some("testPlugin~ctrl1;ctrl2")
+    );
+    // A reporter-only plugin is left alone.
+    assert_eq!(
+        report[TopologyKind::Host].nodes["node1"]
+            .latest_value("active_controls")
+            .map(Str::as_str),
+        Some("ctrl1;ctrl2")
+    );
+
+    let req = |control: &str| rescope_report::xfer::ControlRequest {
+        node_id: "node1".into(),
+        control: control.into(),
+        ..Default::default()
+    };
+    let (answer, shortcut) = r.control(&req("testPlugin~ctrl1")).await;
+    assert_eq!(
+        answer.value,
+        Some(serde_json::json!("node1,ctrl1")),
+        "the plugin gets its own control ID"
+    );
+    let shortcut = shortcut.expect("a shortcut report");
+    assert!(shortcut.shortcut);
+    assert!(
+        shortcut[TopologyKind::Pod]
+            .controls
+            .contains_key("testPlugin~ctrl1")
+    );
+    assert_eq!(
+        shortcut[TopologyKind::Pod].nodes["node1"]
+            .latest_value("state")
+            .map(Str::as_str),
+        Some("flipped")
+    );
+
+    let (answer, _) = r.control(&req("testPlugin~ctrl2")).await;
+    assert_eq!(
+        answer.error, "Control \"testPlugin~ctrl2\" not recognised",
+        "only defined controls are relayed"
+    );
+    let (answer, _) = r.control(&req("nobody~ctrl1")).await;
+    assert_eq!(answer.error, "plugin nobody not found");
+    let (answer, _) = r.control(&req("reporterOnly~ctrl1")).await;
+    assert_eq!(
+        answer.error,
+        "the R plugin does not implement the controller interface"
+    );
+}

@@ -13,6 +13,10 @@ use tracing::{info, warn};
 /// The probe inside this process, reached by direct calls instead of a websocket.
 struct LocalProbe {
     docker: Option<rescope_probe::docker::DockerWatcher>,
+    plugins: Option<rescope_probe::plugin::PluginRegistry>,
+    collector: Arc<Collector>,
+    probe_id: String,
+    host_node_id: String,
 }
 
 type ControlFuture = std::pin::Pin<
@@ -25,11 +29,25 @@ type ControlFuture = std::pin::Pin<
 impl rescope_app::controls::ProbeLink for LocalProbe {
     fn call(&self, request: rescope_report::xfer::ControlRequest) -> ControlFuture {
         let docker = self.docker.clone();
+        let plugins = self.plugins.clone();
+        let collector = self.collector.clone();
+        let (probe_id, host_node_id) = (self.probe_id.clone(), self.host_node_id.clone());
         Box::pin(async move {
             use rescope_report::xfer::ControlResponse;
-            Ok(match (&docker, request.control.as_str()) {
-                (Some(d), c) if c.starts_with("docker_") => d.control(&request).await,
-                (_, c) => ControlResponse::error(format!("Control \"{c}\" not recognised")),
+            Ok(match (&docker, &plugins, request.control.as_str()) {
+                (_, Some(registry), c) if c.contains('~') => {
+                    let (response, shortcut) = registry.control(&request).await;
+                    if let Some(mut report) = shortcut {
+                        // Published at once, tagged like any report of this probe.
+                        let now = rescope_report::GoTime::now();
+                        rescope_probe::tagger::tag_host(&mut report, &host_node_id, now);
+                        rescope_probe::tagger::tag_topologies(&mut report);
+                        collector.add(&probe_id, report);
+                    }
+                    response
+                }
+                (Some(d), _, c) if c.starts_with("docker_") => d.control(&request).await,
+                (_, _, c) => ControlResponse::error(format!("Control \"{c}\" not recognised")),
             })
         })
     }
@@ -49,12 +67,14 @@ pub async fn run(
     let collectors = rescope_probe::probe_for(&probe, metrics.clone());
     let state = rescope_app::AppState::new(app.clone(), collector.clone());
     if !probe.no_controls {
-        state.controls.register(
-            &probe.probe_id,
-            Arc::new(LocalProbe {
-                docker: collectors.docker.clone(),
-            }),
-        );
+        let link = LocalProbe {
+            docker: collectors.docker.clone(),
+            plugins: collectors.plugins.clone(),
+            collector: collector.clone(),
+            probe_id: probe.probe_id.clone(),
+            host_node_id: probe.host_node_id(),
+        };
+        state.controls.register(&probe.probe_id, Arc::new(link));
     }
     collectors.spawn_background(probe.spy_interval, &shutdown);
     let mut spy = collectors.spy;
