@@ -178,6 +178,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/rescope"))
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--stdout", action="store_true",
+                    help="run the probe with --publish-stdout (to /dev/null) instead of publishing to the sink app")
     ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
     ap.add_argument("probe_args", nargs="*", help="extra arguments for rescope probe")
     args = ap.parse_args()
@@ -193,10 +195,14 @@ def main():
     print(f"scenario {args.scenario}: {procs} extra processes, {conns} connections; app sink at {app_url}")
     load = start_load(procs, conns)
     metrics_port = 4941
+    logs = os.path.join(ROOT, "target")
+    os.makedirs(logs, exist_ok=True)
+    log = open(os.path.join(logs, f"probe-overhead-{args.scenario}.log"), "w")
+    target = ["--publish-stdout"] if args.stdout else [app_url]
     probe = subprocess.Popen(
-        [args.binary, "probe", "--http-listen", f"127.0.0.1:{metrics_port}", *args.probe_args, app_url],
+        [args.binary, "probe", "--http-listen", f"127.0.0.1:{metrics_port}", *args.probe_args, *target],
         stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(ROOT, "target", f"probe-overhead-{args.scenario}.log"), "w"),
+        stderr=log,
     )
     clk = os.sysconf("SC_CLK_TCK")
     samples = []
@@ -213,6 +219,7 @@ def main():
             samples.append(((ticks - last_ticks) / clk / (now - last_t) * 100.0, rss))
             last_ticks, last_t = ticks, now
         metrics = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        debug_report = scrape(f"http://127.0.0.1:{metrics_port}/debug/report")
     finally:
         probe.terminate()
         try:
@@ -240,6 +247,21 @@ def main():
         "largest_report_raw_kb": round(largest[2] / 1024, 1),
         "spy_tick_ms_avg": None,
     }
+    if debug_report:
+        # The newest spy report, encoded as a full report is published.
+        enc = subprocess.run([args.binary, "report", "convert", "--to", "msgpack", "--gzip", "-", "-o", "/dev/stdout"],
+                             input=debug_report.encode(), capture_output=True)
+        if enc.returncode == 0:
+            figures["spy_report_gzip_msgpack_kb"] = round(len(enc.stdout) / 1024, 1)
+        nodes = {}
+        try:
+            doc = json.loads(debug_report)
+            for key, top in doc.items():
+                if isinstance(top, dict) and top.get("nodes"):
+                    nodes[key] = len(top["nodes"])
+        except ValueError:
+            pass
+        figures["spy_report_nodes"] = nodes
     tick = histogram_mean(metrics, "rescope_probe_spy_duration_seconds")
     if tick is not None:
         figures["spy_tick_ms_avg"] = round(tick * 1000, 2)
