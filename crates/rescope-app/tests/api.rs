@@ -58,6 +58,11 @@ async fn publish(app: &App, body: Vec<u8>, content_type: &str, gzip: bool) -> re
     req.send().await.expect("request")
 }
 
+/// The status code of a request.
+async fn status(request: reqwest::RequestBuilder) -> u16 {
+    request.send().await.expect("request").status().as_u16()
+}
+
 async fn get_json(app: &App, path: &str) -> (u16, Value) {
     let r = reqwest::get(format!("{}{path}", app.base))
         .await
@@ -578,39 +583,19 @@ async fn pipes_relay_bytes_both_ways_and_close_with_a_tombstone() {
 
     let client = reqwest::Client::new();
     assert_eq!(
-        client
-            .get(format!("{}/api/pipe/pipe-7/check", app.base))
-            .send()
-            .await
-            .expect("req")
-            .status(),
+        status(client.get(format!("{}/api/pipe/pipe-7/check", app.base))).await,
         204
     );
     assert_eq!(
-        client
-            .get(format!("{}/api/pipe/never-seen/check", app.base))
-            .send()
-            .await
-            .expect("req")
-            .status(),
+        status(client.get(format!("{}/api/pipe/never-seen/check", app.base))).await,
         204
     );
     assert_eq!(
-        client
-            .delete(format!("{}/api/pipe/pipe-7", app.base))
-            .send()
-            .await
-            .expect("req")
-            .status(),
+        status(client.delete(format!("{}/api/pipe/pipe-7", app.base))).await,
         200
     );
     assert_eq!(
-        client
-            .get(format!("{}/api/pipe/pipe-7/check", app.base))
-            .send()
-            .await
-            .expect("req")
-            .status(),
+        status(client.get(format!("{}/api/pipe/pipe-7/check", app.base))).await,
         404
     );
     // Both ends are disconnected, and a late probe learns the pipe is gone.

@@ -5,6 +5,9 @@
 //! started through `setpriv` without CAP_NET_ADMIN, which the kernel requires for
 //! ctnetlink dumps. The child is this test binary, running only the helper test.
 
+mod support;
+use support::tick;
+
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,23 +15,11 @@ use std::sync::{Arc, Mutex};
 
 use rescope_probe::config::ProbeConfig;
 use rescope_probe::endpoint::EndpointReporter;
-use rescope_probe::reporter::{Reporter, Tick};
 use rescope_probe::walker::ProcessWalker;
-use rescope_report::{GoTime, Report, TopologyKind};
+use rescope_report::TopologyKind;
 
 const HELPER_ENV: &str = "RESCOPE_TEST_CONNTRACK_HELPER";
 const HELPER_DONE: &str = "conntrack helper: all checks passed";
-
-fn tick(walker: &Arc<Mutex<ProcessWalker>>, reporter: &mut EndpointReporter) -> Report {
-    let now = GoTime::now();
-    let procs = walker.lock().expect("walker").walk(now).expect("walk");
-    reporter
-        .report(&Tick {
-            now,
-            procs: Arc::new(procs),
-        })
-        .expect("report")
-}
 
 fn probe(conntrack: bool) -> (Arc<Mutex<ProcessWalker>>, EndpointReporter) {
     let mut config = ProbeConfig::new("testhost");

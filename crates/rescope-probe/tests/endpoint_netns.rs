@@ -5,6 +5,9 @@
 //! These tests need root (to create and enter namespaces); without it they print why
 //! and stop.
 
+mod support;
+use support::tick;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
@@ -14,11 +17,10 @@ use std::sync::{Arc, Mutex};
 
 use rescope_probe::config::ProbeConfig;
 use rescope_probe::endpoint::EndpointReporter;
-use rescope_probe::reporter::{Reporter, Tick};
 use rescope_probe::sys::conntrack::{Conntrack, ConntrackTracker};
 use rescope_probe::sys::netns::{NetnsRunner, NetnsTarget};
 use rescope_probe::walker::ProcessWalker;
-use rescope_report::{GoTime, Node, Report, TopologyKind};
+use rescope_report::{Node, Report, TopologyKind};
 
 const HOST: &str = "testhost";
 
@@ -81,17 +83,6 @@ fn namespace(setup: &str) -> Namespace {
 
 fn target(ns: &Namespace) -> NetnsTarget {
     NetnsTarget::of_pid(Path::new("/proc"), ns.child.id(), Some(ns.inode))
-}
-
-fn tick(walker: &Arc<Mutex<ProcessWalker>>, reporter: &mut EndpointReporter) -> Report {
-    let now = GoTime::now();
-    let procs = walker.lock().expect("walker").walk(now).expect("walk");
-    reporter
-        .report(&Tick {
-            now,
-            procs: Arc::new(procs),
-        })
-        .expect("report")
 }
 
 fn probe(conntrack: bool) -> (Arc<Mutex<ProcessWalker>>, EndpointReporter) {
