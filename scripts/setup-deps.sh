@@ -20,6 +20,10 @@ if [[ "$mode" == test ]]; then
     need_cmd ip iproute2
     need_cmd nft nftables
     need_cmd setpriv util-linux
+    # The web UI's end-to-end tests drive Debian's chromium through playwright-core.
+    need_cmd chromium chromium
+    # The eBPF plugin's BPF object is compiled from C with clang (CO-RE, kernel BTF).
+    need_cmd clang clang
 fi
 
 if ((${#want_apt[@]})); then
