@@ -152,6 +152,62 @@ impl PipeRouter {
     }
 }
 
+impl PipeRouter {
+    /// Joins a pipe's probe end from inside this process (`rescope launch`, where the
+    /// probe needs no websocket). `to_ui` carries the local output to the browser;
+    /// `from_ui` yields what the browser sends and ends when the pipe is closed.
+    /// Dropping `to_ui` closes the pipe, as the probe's `DELETE` would.
+    pub fn attach_probe(&self, id: &str) -> Option<LocalProbeEnd> {
+        let (to_other, mine) = self.join(id, End::Probe)?;
+        let (to_ui, mut outgoing) = mpsc::channel::<Bytes>(BUFFER);
+        let (incoming, from_ui) = mpsc::channel::<Bytes>(BUFFER);
+        let router = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let mut rx = mine.lock().await;
+            loop {
+                tokio::select! {
+                    out = outgoing.recv() => match out {
+                        Some(bytes) => {
+                            if to_other.send(bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => {
+                            router.close(&id);
+                            break;
+                        }
+                    },
+                    inc = rx.recv() => match inc {
+                        Some(bytes) => {
+                            if incoming.send(bytes).await.is_err() {
+                                router.close(&id);
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if router.is_closed(&id) {
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(rx);
+            router.leave(&id, End::Probe);
+        });
+        Some(LocalProbeEnd { to_ui, from_ui })
+    }
+}
+
+/// The probe end of a pipe joined from inside the app's process.
+#[derive(Debug)]
+pub struct LocalProbeEnd {
+    pub to_ui: mpsc::Sender<Bytes>,
+    pub from_ui: mpsc::Receiver<Bytes>,
+}
+
 async fn relay(socket: WebSocket, router: PipeRouter, id: String, end: End) {
     let Some((to_other, mine)) = router.join(&id, end) else {
         return;

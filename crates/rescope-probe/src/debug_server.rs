@@ -58,10 +58,20 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<SelfMetrics>,
     latest: Arc<Mutex<Option<Arc<Report>>>>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /debug/report");
+    serve_on(listener, metrics, latest, shutdown).await
+}
+
+/// Serves on a bound listener until shutdown.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<SelfMetrics>,
+    latest: Arc<Mutex<Option<Arc<Report>>>>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
     axum::serve(listener, router(metrics, latest))
         .with_graceful_shutdown(async move {
             while !*shutdown.borrow() {

@@ -183,7 +183,28 @@ impl DockerWatcher {
     }
 }
 
+/// The container controls that act on the container's state.
+pub const STATE_CONTROLS: [&str; 6] = [
+    "docker_start_container",
+    "docker_stop_container",
+    "docker_restart_container",
+    "docker_pause_container",
+    "docker_unpause_container",
+    "docker_remove_container",
+];
+
 impl DockerWatcher {
+    /// Registers the container controls in the probe's control registry.
+    pub fn register_controls(&self, controls: &crate::control::ControlRegistry) {
+        for id in STATE_CONTROLS {
+            let watcher = self.clone();
+            controls.register(id, move |request: rescope_report::xfer::ControlRequest| {
+                let watcher = watcher.clone();
+                async move { crate::control::ControlOutcome::from(watcher.control(&request).await) }
+            });
+        }
+    }
+
     /// Runs a container control (`docker_start_container`, `docker_stop_container`,
     /// `docker_restart_container`, `docker_pause_container`, `docker_unpause_container`,
     /// `docker_remove_container`) on the node's container. Terminal controls (exec,

@@ -51,8 +51,14 @@ impl Probe {
     }
 }
 
-/// Builds the probe's collectors from its configuration.
-pub fn probe_for(config: &config::ProbeConfig, metrics: Arc<selfmetrics::SelfMetrics>) -> Probe {
+/// Builds the probe's collectors from its configuration, and registers their controls
+/// (host terminal, Docker, plugins) in `controls`; terminals open through `pipes`.
+pub fn probe_for(
+    config: &config::ProbeConfig,
+    metrics: Arc<selfmetrics::SelfMetrics>,
+    controls: &control::ControlRegistry,
+    pipes: &pipe::Pipes,
+) -> Probe {
     let walker = config.processes.then(|| {
         Arc::new(Mutex::new(walker::ProcessWalker::new(
             &config.proc_root,
@@ -65,15 +71,24 @@ pub fn probe_for(config: &config::ProbeConfig, metrics: Arc<selfmetrics::SelfMet
         spy.add_reporter(Box::new(process::ProcessReporter::new(config)));
     }
     spy.add_reporter(Box::new(endpoint::EndpointReporter::new(config, walker)));
+    if controls.enabled() {
+        hostexec::register(controls, pipes, &config.proc_root);
+    }
     let plugins = config.plugins_root.as_ref().map(|root| {
         let mut settings = plugin::PluginSettings::new(root, config.probe_id.clone());
         settings.allow_any_owner = config.plugins_allow_any_owner;
         let registry = plugin::PluginRegistry::new(settings);
+        if controls.enabled() {
+            registry.use_controls(controls.clone());
+        }
         spy.add_reporter(Box::new(plugin::PluginReporter(registry.clone())));
         registry
     });
     let docker = config.docker.then(|| {
         let watcher = docker::DockerWatcher::new(config.docker_socket.clone());
+        if controls.enabled() {
+            watcher.register_controls(controls);
+        }
         spy.add_reporter(Box::new(docker::DockerReporter::new(
             config,
             watcher.clone(),
@@ -84,5 +99,88 @@ pub fn probe_for(config: &config::ProbeConfig, metrics: Arc<selfmetrics::SelfMet
         spy,
         plugins,
         docker,
+    }
+}
+
+/// Runs a standalone probe until shutdown: collects every spy interval and publishes
+/// to the configured apps (or prints JSON reports with `publish_stdout`), serving
+/// `/metrics` and `/debug/report` when `http_listen` is set.
+pub async fn run(config: config::ProbeConfig, shutdown: Shutdown) -> std::io::Result<()> {
+    let metrics = Arc::new(selfmetrics::SelfMetrics::new());
+    let apps = publish::AppDirectory::default();
+    let pipes = pipe::Pipes::new(Arc::new(pipe::WsPipeTransport::new(apps.clone())));
+    let controls = control::ControlRegistry::new(!config.no_controls && !config.publish_stdout);
+    let probe = probe_for(&config, metrics.clone(), &controls, &pipes);
+    probe.spawn_background(config.spy_interval, &shutdown);
+    let mut spy = probe.spy;
+    if let Some(addr) = config.http_listen {
+        let latest = spy.keep_latest();
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "serving the probe's /metrics and /debug/report");
+        tokio::spawn(debug_server::serve_on(
+            listener,
+            metrics.clone(),
+            latest,
+            shutdown.clone(),
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(spy.run(config.spy_interval, tx, shutdown.clone()));
+    if config.publish_stdout {
+        print_reports(config.publish_interval, rx, shutdown).await
+    } else {
+        let (shortcut_tx, shortcut_rx) = tokio::sync::mpsc::channel(1024);
+        controls.set_shortcut_sink(shortcut_tx);
+        tracing::info!(
+            apps = ?config.targets,
+            probe = %config.probe_id,
+            host = %config.hostname,
+            controls = controls.enabled(),
+            "probe started"
+        );
+        let publisher = publish::Publisher::new(
+            publish::PublishSettings::from_config(&config),
+            apps,
+            controls,
+            metrics,
+        );
+        publisher.run(rx, shortcut_rx, shutdown).await;
+        Ok(())
+    }
+}
+
+/// `--publish-stdout`: every publish interval, the reports collected since are merged
+/// and printed as indented JSON, one report per line group.
+async fn print_reports(
+    interval: std::time::Duration,
+    mut rx: tokio::sync::mpsc::Receiver<rescope_report::Report>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut merged: Option<rescope_report::Report> = None;
+    loop {
+        tokio::select! {
+            report = rx.recv() => match report {
+                Some(r) => match merged.as_mut() {
+                    Some(m) => m.merge_owned(r),
+                    None => merged = Some(r),
+                },
+                None => return Ok(()),
+            },
+            _ = ticker.tick() => {
+                if let Some(report) = merged.take() {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{}", rescope_report::codec::to_json_pretty(&report))?;
+                    out.flush()?;
+                }
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+            }
+        }
     }
 }

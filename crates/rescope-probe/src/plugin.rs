@@ -12,7 +12,7 @@
 //!   world-writable directory, are refused (and listed with the reason) unless allowed;
 //! - a status change is logged once, not every tick.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -94,11 +94,16 @@ struct Registry {
     root_error: Option<String>,
 }
 
+/// The control registry plugin controls go into, and the IDs registered there.
+type ControlSync = (crate::control::ControlRegistry, BTreeSet<String>);
+
 /// Finds plugins, polls them and keeps their latest answers. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PluginRegistry {
     settings: Arc<PluginSettings>,
     state: Arc<Mutex<Registry>>,
+    /// Where plugin controls are registered, and the IDs registered there so far.
+    controls: Arc<Mutex<Option<ControlSync>>>,
 }
 
 /// The outcome of one `/report` call, as the probe judges it (§6.3).
@@ -252,7 +257,63 @@ impl PluginRegistry {
         PluginRegistry {
             settings: Arc::new(settings),
             state: Arc::default(),
+            controls: Arc::default(),
         }
+    }
+
+    /// Registers every control the plugins define (`<plugin>~<control>`) in
+    /// `controls`, and keeps the registrations in step with the plugins: a control
+    /// disappears with its plugin or when the plugin stops defining it.
+    pub fn use_controls(&self, controls: crate::control::ControlRegistry) {
+        if let Ok(mut slot) = self.controls.lock() {
+            *slot = Some((controls, BTreeSet::new()));
+        }
+        self.sync_controls();
+    }
+
+    /// The rewritten IDs of every control defined by a plugin that answered correctly.
+    fn defined_controls(&self) -> BTreeSet<String> {
+        let Ok(state) = self.state.lock() else {
+            return BTreeSet::new();
+        };
+        state
+            .plugins
+            .values()
+            .filter(|p| p.spec.implements("controller"))
+            .filter_map(|p| p.report.as_ref())
+            .flat_map(|r| {
+                r.topologies()
+                    .flat_map(|(_, t)| t.controls.keys().map(|k| k.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn sync_controls(&self) {
+        let defined = self.defined_controls();
+        let Ok(mut slot) = self.controls.lock() else {
+            return;
+        };
+        let Some((controls, registered)) = slot.as_mut() else {
+            return;
+        };
+        for gone in registered.difference(&defined) {
+            controls.unregister(gone);
+        }
+        for new in defined.difference(registered) {
+            let registry = self.clone();
+            controls.register(
+                new.clone(),
+                move |request: rescope_report::xfer::ControlRequest| {
+                    let registry = registry.clone();
+                    async move {
+                        let (response, shortcut) = registry.control(&request).await;
+                        crate::control::ControlOutcome { response, shortcut }
+                    }
+                },
+            );
+        }
+        *registered = defined;
     }
 
     /// Looks for sockets under the root (creating it if missing); adds new plugins and
@@ -392,6 +453,8 @@ impl PluginRegistry {
             };
             plugin.report = outcome.ok();
         }
+        drop(state);
+        self.sync_controls();
     }
 
     /// Scans and polls every `interval` until shutdown.

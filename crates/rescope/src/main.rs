@@ -48,41 +48,6 @@ async fn signalled() {
     }
 }
 
-/// `rescope probe --publish-stdout`: every publish interval, the reports collected
-/// since are merged and printed as indented JSON.
-async fn print_reports(
-    config: rescope_probe::config::ProbeConfig,
-    shutdown: watch::Receiver<bool>,
-) -> Result<()> {
-    use std::io::Write;
-    let metrics = std::sync::Arc::new(rescope_probe::selfmetrics::SelfMetrics::new());
-    let collectors = rescope_probe::probe_for(&config, metrics);
-    collectors.spawn_background(config.spy_interval, &shutdown);
-    let spy = collectors.spy;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(spy.run(config.spy_interval, tx, shutdown));
-    let mut ticker = tokio::time::interval(config.publish_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let mut merged: Option<rescope_report::Report> = None;
-        loop {
-            match rx.try_recv() {
-                Ok(r) => match merged.as_mut() {
-                    Some(m) => m.merge_owned(r),
-                    None => merged = Some(r),
-                },
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return Ok(()),
-            }
-        }
-        if let Some(report) = merged {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", rescope_report::codec::to_json_pretty(&report))?;
-        }
-    }
-}
-
 fn run_daemon(command: cli::Command) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -109,13 +74,8 @@ fn run_daemon(command: cli::Command) -> Result<()> {
             }
             cli::Command::Probe(args) => {
                 let config = args.into_config()?;
-                if !config.publish_stdout {
-                    anyhow::bail!(
-                        "publishing to remote apps is not available in this build yet; use `rescope launch`, \
-                         or `rescope probe --publish-stdout` to print reports"
-                    );
-                }
-                print_reports(config, shutdown).await
+                rescope_probe::run(config, shutdown).await?;
+                Ok(())
             }
             cli::Command::Bench(cli::BenchCommand::Fleet(args)) => bench_cmd::fleet(args).await,
             cli::Command::Report(_) => Ok(()),

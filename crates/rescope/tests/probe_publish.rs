@@ -1,0 +1,339 @@
+//! A standalone `rescope probe` publishing to a separate `rescope app`, both the real
+//! binary, as an operator runs them: the app must show this host, this test's own
+//! process and a TCP connection the test opened (with the test's pid on both ends),
+//! and the probe's control channel must give a working host terminal.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn rescope(args: &[&str]) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_rescope"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rescope starts"),
+    )
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    let response = http.get(url).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+/// Polls `url` until `pick` finds what it wants in the answer.
+async fn wait_for<T>(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    pick: impl Fn(&serde_json::Value) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(found) = get_json(http, url).await.as_ref().and_then(&pick) {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out waiting for {what} at {url}");
+}
+
+/// A probe publishing to an app on free ports; returns (app, probe, base URL).
+fn start_pair(hostname: &str, probe_extra: &[&str]) -> (Running, Running, String) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let app = rescope(&["app", "--listen", &listen]);
+    let url = format!("http://{listen}");
+    let plugins = std::env::temp_dir().join(format!("rescope-probe-test-{}", std::process::id()));
+    let plugins = plugins.to_string_lossy().to_string();
+    let mut args = vec![
+        "probe",
+        url.as_str(),
+        "--hostname",
+        hostname,
+        "--docker=false",
+        "--plugins-root",
+        plugins.as_str(),
+    ];
+    args.extend_from_slice(probe_extra);
+    let probe = rescope(&args);
+    (app, probe, url)
+}
+
+fn latest<'a>(node: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    node["latest"][key]["value"].as_str()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_publishes_this_host_its_processes_and_connections_to_an_app() {
+    // A connection whose two ends both belong to this test process.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let server_port = listener.local_addr().expect("addr").port();
+    let client = TcpStream::connect(("127.0.0.1", server_port)).expect("connect");
+    let client_port = client.local_addr().expect("addr").port();
+    let (_accepted, _) = listener.accept().expect("accept");
+    let me = std::process::id().to_string();
+
+    let (_app, _probe, base) = start_pair("publishtest", &[]);
+    let http = reqwest::Client::new();
+
+    let probes = wait_for(&http, &format!("{base}/api/probes"), "the probe", |v| {
+        v.as_array().filter(|a| !a.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(probes[0]["hostname"], "publishtest");
+
+    let report_url = format!("{base}/api/report");
+    let report = wait_for(&http, &report_url, "this test's connection", |r| {
+        let endpoints = r["Endpoint"]["nodes"].as_object()?;
+        let client_end = endpoints.get(&format!("publishtest;127.0.0.1;{client_port}"))?;
+        let server_end = endpoints.get(&format!("publishtest;127.0.0.1;{server_port}"))?;
+        let process = &r["Process"]["nodes"][format!("publishtest;{me}")];
+        // CPU % needs two samples, so wait for the second collection too.
+        let cpu = process["metrics"]["process_cpu_usage_percent"].is_object();
+        (latest(client_end, "pid")? == me && latest(server_end, "pid")? == me && cpu)
+            .then(|| r.clone())
+    })
+    .await;
+    let client_end = &report["Endpoint"]["nodes"][format!("publishtest;127.0.0.1;{client_port}")];
+    let adjacency: Vec<&str> = client_end["adjacency"]
+        .as_array()
+        .expect("the client end has adjacency")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        adjacency.contains(&format!("publishtest;127.0.0.1;{server_port}").as_str()),
+        "the client end points at the server end: {adjacency:?}"
+    );
+    assert!(
+        report["Host"]["nodes"]["publishtest;<host>"].is_object(),
+        "the host node is there"
+    );
+    let process = &report["Process"]["nodes"][format!("publishtest;{me}")];
+    assert_eq!(latest(process, "pid"), Some(me.as_str()));
+    assert!(
+        process["metrics"]["process_cpu_usage_percent"].is_object(),
+        "{process}"
+    );
+
+    // Rendered views work from what the probe published.
+    let hosts = get_json(&http, &format!("{base}/api/topology/hosts"))
+        .await
+        .expect("hosts view");
+    assert_eq!(hosts["nodes"]["publishtest;<host>"]["label"], "publishtest");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_terminal_opens_runs_a_command_resizes_and_closes() {
+    let (_app, _probe, base) = start_pair("termtest", &[]);
+    let http = reqwest::Client::new();
+    let probe_id = wait_for(&http, &format!("{base}/api/probes"), "the probe", |v| {
+        v.as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let node = "termtest%3B%3Chost%3E";
+    // The control channel opens right after the handshake; retry until it is there.
+    let control_url = format!("{base}/api/control/{probe_id}/{node}/host_exec");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let opened: serde_json::Value = loop {
+        let response = http.post(&control_url).send().await.expect("POST");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status.is_success() && body["pipe"].is_string() {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "host_exec never worked: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(opened["raw_tty"], true);
+    assert_eq!(opened["resize_tty_control"], "host_resize_exec_tty");
+    let pipe = opened["pipe"].as_str().expect("pipe id").to_string();
+
+    let ws_url = format!("{}/api/pipe/{pipe}", base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .expect("the browser end connects");
+
+    let mut seen = String::new();
+    let mut read_until = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !seen.contains(want) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, ws.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Ok(Some(Ok(_))) => {}
+                other => {
+                    panic!("terminal ended before {want:?} appeared ({other:?}); saw {seen:?}")
+                }
+            }
+        }
+    };
+    // The shell computes the value, so seeing it proves the command ran.
+    ws.send(Message::Binary("echo rescope-$((6*7))\n".into()))
+        .await
+        .expect("send");
+    read_until(&mut ws, "rescope-42").await;
+
+    let resize = http
+        .post(format!(
+            "{base}/api/control/{probe_id}/{node}/host_resize_exec_tty"
+        ))
+        .json(&serde_json::json!({"pipeID": pipe, "height": "41", "width": "123"}))
+        .send()
+        .await
+        .expect("resize");
+    let resized: serde_json::Value = resize.json().await.expect("json");
+    assert!(resized.get("error").is_none(), "{resized}");
+    ws.send(Message::Binary("stty size\n".into()))
+        .await
+        .expect("send");
+    read_until(&mut ws, "41 123").await;
+
+    // The shell's pid, to check the probe kills it when the browser closes the pipe.
+    ws.send(Message::Binary("echo P2D=$$ E$((2+2))ND\n".into()))
+        .await
+        .expect("send");
+    read_until(&mut ws, "E4ND").await;
+    let pid: u32 = seen
+        .rsplit("P2D=")
+        .next()
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {seen:?}"));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    let deleted = http
+        .delete(format!("{base}/api/pipe/{pipe}"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(deleted.status().is_success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie is reaped by the probe right after the kill.
+        let mut stat = String::new();
+        let _ = std::fs::File::open(format!("/proc/{pid}/stat"))
+            .and_then(|mut f| f.read_to_string(&mut stat));
+        assert!(
+            Instant::now() < deadline,
+            "the shell {pid} outlived its pipe: {stat}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exiting_the_shell_closes_the_browser_end() {
+    let (_app, _probe, base) = start_pair("exittest", &[]);
+    let http = reqwest::Client::new();
+    let probe_id = wait_for(&http, &format!("{base}/api/probes"), "the probe", |v| {
+        v.as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let url = format!("{base}/api/control/{probe_id}/exittest%3B%3Chost%3E/host_exec");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pipe = loop {
+        let body: serde_json::Value = http
+            .post(&url)
+            .send()
+            .await
+            .expect("POST")
+            .json()
+            .await
+            .unwrap_or_default();
+        if let Some(p) = body["pipe"].as_str() {
+            break p.to_string();
+        }
+        assert!(Instant::now() < deadline, "host_exec never worked: {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let ws_url = format!("{}/api/pipe/{pipe}", base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .expect("connects");
+    ws.send(Message::Binary("exit\n".into()))
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => panic!("the browser end stayed open after the shell exited"),
+        }
+    }
+    // The app now answers 404 for the pipe: it is closed for good.
+    let check = http
+        .get(format!("{base}/api/pipe/{pipe}/check"))
+        .send()
+        .await
+        .expect("check");
+    assert_eq!(check.status(), reqwest::StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_controls_means_no_terminal_and_no_control_definitions() {
+    let (_app, _probe, base) = start_pair("nocontrols", &["--no-controls=true"]);
+    let http = reqwest::Client::new();
+    let probe_id = wait_for(&http, &format!("{base}/api/probes"), "the probe", |v| {
+        v.as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let report = wait_for(&http, &format!("{base}/api/report"), "a host", |r| {
+        r["Host"]["nodes"]["nocontrols;<host>"]
+            .is_object()
+            .then(|| r.clone())
+    })
+    .await;
+    let controls = report["Host"]["controls"].as_object().map(|c| c.len());
+    assert!(
+        matches!(controls, None | Some(0)),
+        "{}",
+        report["Host"]["controls"]
+    );
+    let response = http
+        .post(format!(
+            "{base}/api/control/{probe_id}/nocontrols%3B%3Chost%3E/host_exec"
+        ))
+        .send()
+        .await
+        .expect("POST");
+    assert!(
+        !response.status().is_success() || {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            body["pipe"].is_null()
+        }
+    );
+}
