@@ -57,6 +57,11 @@ impl DockerWatcher {
         }
     }
 
+    /// A client for the engine (connecting is lazy; errors come with the first call).
+    pub fn client(&self) -> Result<Docker, bollard::errors::Error> {
+        Docker::connect_with_unix(&self.socket, 30, bollard::API_DEFAULT_VERSION)
+    }
+
     /// Whether the engine answered the last time the watcher asked.
     pub fn connected(&self) -> bool {
         self.state.lock().map(|s| s.connected).unwrap_or(false)
@@ -337,6 +342,7 @@ fn container_controls() -> Vec<Control> {
         c("docker_unpause_container", "Unpause", "fa fa-play", 6),
         c("docker_stop_container", "Stop", "fa fa-stop", 7),
         c("docker_remove_container", "Remove", "far fa-trash-alt", 8),
+        c("docker_get_logs", "Get logs", "fa fa-file-alt", 9),
     ]
 }
 
@@ -625,11 +631,11 @@ impl DockerReporter {
         }
         if self.controls {
             let controls = if paused {
-                "docker_unpause_container"
+                "docker_unpause_container;docker_get_logs"
             } else if running {
-                "docker_restart_container;docker_stop_container;docker_pause_container;docker_attach_container;docker_exec_container"
+                "docker_restart_container;docker_stop_container;docker_pause_container;docker_attach_container;docker_exec_container;docker_get_logs"
             } else {
-                "docker_start_container;docker_remove_container"
+                "docker_start_container;docker_remove_container;docker_get_logs"
             };
             set(&mut n, rescope_report::node::ACTIVE_CONTROLS, controls);
         }

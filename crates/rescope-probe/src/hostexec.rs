@@ -10,7 +10,7 @@ use std::path::Path;
 use rescope_report::xfer::{ControlRequest, ControlResponse};
 use tracing::warn;
 
-use crate::control::{ControlOutcome, ControlRegistry, numeric_arg, string_arg};
+use crate::control::{ControlOutcome, ControlRegistry};
 use crate::pipe::{LocalEnd, Pipes};
 
 pub const HOST_EXEC: &str = "host_exec";
@@ -28,7 +28,7 @@ pub fn register(controls: &ControlRegistry, pipes: &Pipes, proc_root: &Path) {
     let resize_pipes = pipes.clone();
     controls.register(HOST_RESIZE, move |request: ControlRequest| {
         let pipes = resize_pipes.clone();
-        async move { ControlOutcome::from(resize(&pipes, &request)) }
+        async move { ControlOutcome::from(crate::pipe::resize_control(&pipes, &request)) }
     });
 }
 
@@ -178,19 +178,6 @@ impl tokio::io::AsyncWrite for SharedWriter {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         self.with(|w| w.poll_shutdown(cx))
-    }
-}
-
-fn resize(pipes: &Pipes, request: &ControlRequest) -> ControlResponse {
-    let args = (|| {
-        let pipe = string_arg(request, "pipeID")?;
-        let height = numeric_arg(request, "height")?;
-        let width = numeric_arg(request, "width")?;
-        pipes.resize(pipe, height, width)
-    })();
-    match args {
-        Ok(()) => ControlResponse::default(),
-        Err(e) => ControlResponse::error(e),
     }
 }
 

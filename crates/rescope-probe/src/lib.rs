@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod debug_server;
 pub mod docker;
+pub mod docker_exec;
 pub mod endpoint;
 pub mod host;
 pub mod hostexec;
@@ -88,6 +89,7 @@ pub fn probe_for(
         let watcher = docker::DockerWatcher::new(config.docker_socket.clone());
         if controls.enabled() {
             watcher.register_controls(controls);
+            docker_exec::register(controls, pipes, &watcher);
         }
         spy.add_reporter(Box::new(docker::DockerReporter::new(
             config,

@@ -156,6 +156,26 @@ impl Pipes {
     }
 }
 
+/// The resize controls (`host_resize_exec_tty`, `docker_resize_exec_tty`): arguments
+/// `pipeID`, `height` and `width`, with Scope's messages for missing or bad ones.
+pub fn resize_control(
+    pipes: &Pipes,
+    request: &rescope_report::xfer::ControlRequest,
+) -> rescope_report::xfer::ControlResponse {
+    use crate::control::{numeric_arg, string_arg};
+    use rescope_report::xfer::ControlResponse;
+    let resized = (|| {
+        let pipe = string_arg(request, "pipeID")?;
+        let height = numeric_arg(request, "height")?;
+        let width = numeric_arg(request, "width")?;
+        pipes.resize(pipe, height, width)
+    })();
+    match resized {
+        Ok(()) => ControlResponse::default(),
+        Err(e) => ControlResponse::error(e),
+    }
+}
+
 async fn relay(
     pipes: Pipes,
     id: String,

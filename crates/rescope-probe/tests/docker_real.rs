@@ -176,7 +176,7 @@ async fn running_containers_are_reported_with_metrics_image_and_processes() {
     println!("stop seen after {:?}", stopped_at.elapsed());
     assert_eq!(
         state.as_deref(),
-        Some("docker_start_container;docker_remove_container")
+        Some("docker_start_container;docker_remove_container;docker_get_logs")
     );
     let _ = stop.send(true);
 }
@@ -197,4 +197,157 @@ async fn an_absent_engine_reports_no_containers_and_does_not_fail() {
     let report = reporter.report(&tick).expect("no error");
     assert!(report[TopologyKind::Container].nodes.is_empty());
     let _ = stop.send(true);
+}
+
+/// Hands the app's end of every pipe to the test.
+#[derive(Default)]
+struct TestTransport(std::sync::Mutex<Vec<PipeAppSide>>);
+
+type PipeAppSide = (
+    tokio::sync::mpsc::Receiver<Vec<u8>>,
+    tokio::sync::mpsc::Sender<Vec<u8>>,
+);
+
+impl rescope_probe::pipe::PipeTransport for TestTransport {
+    fn connect(&self, _: &str, _: &str) -> Result<rescope_probe::pipe::PipeEnds, String> {
+        let (to_app, from_probe) = tokio::sync::mpsc::channel(64);
+        let (to_probe, from_app) = tokio::sync::mpsc::channel(64);
+        self.0
+            .lock()
+            .map_err(|_| "poisoned")?
+            .push((from_probe, to_probe));
+        Ok(rescope_probe::pipe::PipeEnds { to_app, from_app })
+    }
+}
+
+/// Reads the pipe until `want` shows up; returns everything read.
+async fn read_until(rx: &mut tokio::sync::mpsc::Receiver<Vec<u8>>, seen: &mut String, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains(want) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(bytes)) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("pipe ended before {want:?} ({other:?}); saw {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_attach_and_logs_open_working_pipes() {
+    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
+        println!("skipped: no Docker engine answers on this machine (CI starts dockerd)");
+        return;
+    }
+    assert!(ensure_image(), "cannot build the busybox test image");
+    let name = format!("rescope-term-{}", std::process::id());
+    // A TTY shell (for attach) that printed a log line first.
+    let cid = docker(&[
+        "run",
+        "-dit",
+        "--name",
+        &name,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hello-from-logs; exec sh",
+    ])
+    .expect("container starts");
+    let _container = Container(cid.clone());
+    let node_id = format!("{cid};<container>");
+
+    let transport = Arc::new(TestTransport::default());
+    let pipes = rescope_probe::pipe::Pipes::new(transport.clone());
+    let controls = rescope_probe::control::ControlRegistry::new(true);
+    let watcher = DockerWatcher::new("/var/run/docker.sock");
+    watcher.register_controls(&controls);
+    rescope_probe::docker_exec::register(&controls, &pipes, &watcher);
+    let call = |control: &str, args: Option<Vec<(&str, &str)>>| {
+        let controls = controls.clone();
+        let request = rescope_report::xfer::ControlRequest {
+            node_id: node_id.clone(),
+            control: control.into(),
+            control_args: args.map(|a| {
+                a.into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+            ..Default::default()
+        };
+        async move { controls.handle(request).await }
+    };
+    let take_app_end = || transport.0.lock().expect("lock").pop().expect("a pipe");
+
+    // Exec: a shell in the container that runs what we type, and resizes.
+    let answer = call("docker_exec_container", None).await;
+    assert!(answer.error.is_empty(), "{}", answer.error);
+    assert!(answer.raw_tty);
+    assert_eq!(answer.resize_tty_control, "docker_resize_exec_tty");
+    let (mut rx, tx) = take_app_end();
+    let mut seen = String::new();
+    tx.send(b"echo in-$((1+2))\n".to_vec()).await.expect("send");
+    read_until(&mut rx, &mut seen, "in-3").await;
+    let resized = call(
+        "docker_resize_exec_tty",
+        Some(vec![
+            ("pipeID", &answer.pipe),
+            ("height", "33"),
+            ("width", "99"),
+        ]),
+    )
+    .await;
+    assert!(resized.error.is_empty(), "{}", resized.error);
+    // The engine applies the size asynchronously; ask until the shell sees it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tx.send(b"stty size\n".to_vec()).await.expect("send");
+        let before = seen.len();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Ok(b) = rx.try_recv() {
+            seen.push_str(&String::from_utf8_lossy(&b));
+        }
+        if seen[before..].contains("33 99") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exec terminal was never resized: {seen:?}"
+        );
+    }
+    tx.send(b"exit\n".to_vec()).await.expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.recv().await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the exec pipe stayed open after exit"
+        );
+    }
+
+    // Attach: the container's own shell, a TTY.
+    let answer = call("docker_attach_container", None).await;
+    assert!(answer.error.is_empty(), "{}", answer.error);
+    assert!(answer.raw_tty, "the container has a TTY");
+    let (mut rx, tx) = take_app_end();
+    let mut seen = String::new();
+    tx.send(b"echo att-$((2+3))\n".to_vec())
+        .await
+        .expect("send");
+    read_until(&mut rx, &mut seen, "att-5").await;
+    drop(tx);
+    drop(rx);
+
+    // Logs: what the container printed, not a TTY.
+    let answer = call("docker_get_logs", None).await;
+    assert!(answer.error.is_empty(), "{}", answer.error);
+    assert!(!answer.raw_tty);
+    let (mut rx, _tx) = take_app_end();
+    let mut seen = String::new();
+    read_until(&mut rx, &mut seen, "hello-from-logs").await;
+
+    // A control for a container that does not exist says so.
+    let gone = rescope_report::xfer::ControlRequest {
+        node_id: "0000000000000000;<container>".into(),
+        control: "docker_exec_container".into(),
+        ..Default::default()
+    };
+    assert!(!controls.handle(gone).await.error.is_empty());
 }
