@@ -19,6 +19,7 @@ import argparse
 import gzip
 import http.server
 import json
+import re
 import os
 import resource
 import selectors
@@ -265,6 +266,15 @@ def main():
     tick = histogram_mean(metrics, "rescope_probe_spy_duration_seconds")
     if tick is not None:
         figures["spy_tick_ms_avg"] = round(tick * 1000, 2)
+    # Per reporter: where a tick's time goes (the process walk is the rest).
+    per = {}
+    for line in metrics.splitlines():
+        m = re.match(r'rescope_probe_reporter_duration_seconds_(sum|count)\{reporter="([^"]+)"\} (\S+)', line)
+        if m:
+            per.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
+    figures["reporter_ms_avg"] = {
+        k: round(v["sum"] / v["count"] * 1000, 2) for k, v in sorted(per.items()) if v.get("count")
+    }
     print(json.dumps(figures, indent=2))
     if args.json:
         with open(args.json, "w") as f:

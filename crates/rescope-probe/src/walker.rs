@@ -74,6 +74,24 @@ struct Known {
     /// fd number → socket inode (0 for fds that are not sockets).
     fds: HashMap<u32, u64>,
     last_relink: u64,
+    /// `/proc/<pid>/stat`, kept open while file descriptors allow.
+    stat_file: Option<std::fs::File>,
+}
+
+/// How many stat files the walker may keep open: a quarter of the soft limit on open
+/// files, after raising it towards the hard limit (at most 65,536).
+fn stat_file_budget() -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
+    };
+    let wanted = hard.min(65_536);
+    let soft = if wanted > soft && setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).is_ok() {
+        wanted
+    } else {
+        soft
+    };
+    usize::try_from(soft / 4).unwrap_or(0)
 }
 
 /// Walks `/proc`, remembering what it learned between ticks.
@@ -89,6 +107,8 @@ pub struct ProcessWalker {
     buf: Vec<u8>,
     fd_buf: Vec<u32>,
     host_netns: Option<u64>,
+    /// How many `/proc/<pid>/stat` files may stay open between ticks.
+    max_open_stats: usize,
 }
 
 fn clk_tck() -> f64 {
@@ -120,6 +140,7 @@ impl ProcessWalker {
             buf: Vec::with_capacity(4096),
             fd_buf: Vec::with_capacity(256),
             host_netns: None,
+            max_open_stats: stat_file_budget(),
         }
     }
 
@@ -138,8 +159,23 @@ impl ProcessWalker {
         }
         let alive: HashSet<u32> = pids.iter().copied().collect();
         self.known.retain(|pid, _| alive.contains(pid));
+        let mut open_stats = self
+            .known
+            .values()
+            .filter(|k| k.stat_file.is_some())
+            .count();
         for pid in pids {
-            let stat = match self.fs.stat(pid, &mut self.buf) {
+            let reread = self
+                .known
+                .get(&pid)
+                .and_then(|k| k.stat_file.as_ref())
+                .map(|f| ProcFs::reread_stat(f, &mut self.buf));
+            let stat = match reread {
+                Some(Ok(stat)) => Ok(stat),
+                // Exited, or the pid was reused: look again by path.
+                _ => self.fs.stat(pid, &mut self.buf),
+            };
+            let stat = match stat {
                 Ok(s) => s,
                 Err(e) if is_gone(&e) => {
                     self.known.remove(&pid);
@@ -152,7 +188,11 @@ impl ProcessWalker {
                 .get(&pid)
                 .is_none_or(|k| k.start_ticks != stat.start_ticks);
             if fresh {
-                if let Some(k) = self.first_sight(&stat) {
+                if let Some(mut k) = self.first_sight(&stat) {
+                    if open_stats < self.max_open_stats {
+                        k.stat_file = self.fs.open_stat(pid).ok();
+                        open_stats += usize::from(k.stat_file.is_some());
+                    }
                     self.known.insert(pid, k);
                 }
                 continue;
@@ -205,6 +245,7 @@ impl ProcessWalker {
             cpu_ticks: stat.cpu_ticks,
             fds: HashMap::new(),
             last_relink: self.tick,
+            stat_file: None,
             info: ProcessInfo {
                 pid,
                 ppid: stat.ppid,
