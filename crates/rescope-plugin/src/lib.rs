@@ -77,7 +77,7 @@ mod template;
 
 pub use control::ControlReply;
 pub use report::{NodeBuilder, ReportBuilder, TopologyBuilder};
-pub use server::{BoundPlugin, Plugin, PluginError, PluginServer, ServeError};
+pub use server::{BoundPlugin, Plugin, PluginError, PluginServer, ServeError, shutdown_signal};
 pub use socket::{PluginSocket, SocketError};
 pub use spec::{InvalidSpec, Spec, valid_plugin_id};
 pub use template::{

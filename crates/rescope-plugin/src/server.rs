@@ -149,17 +149,8 @@ impl<P: Plugin> BoundPlugin<P> {
 
     /// Serves until SIGINT or SIGTERM, then removes the socket.
     pub async fn serve(self) -> Result<(), ServeError> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-        self.serve_until(async move {
-            let name = tokio::select! {
-                _ = interrupt.recv() => "SIGINT",
-                _ = terminate.recv() => "SIGTERM",
-            };
-            info!(signal = name, "stopping");
-        })
-        .await
+        let shutdown = shutdown_signal().map_err(ServeError::Signals)?;
+        self.serve_until(shutdown).await
     }
 
     /// Serves until `shutdown` completes, then removes the socket. Requests in flight
@@ -205,6 +196,22 @@ impl<P: Plugin> BoundPlugin<P> {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Completes on SIGINT or SIGTERM. The handlers are installed at once, so a signal
+/// that arrives before the future is awaited is not lost. Call it inside a tokio
+/// runtime.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, std::io::Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        info!(signal = name, "stopping");
+    })
 }
 
 struct Shared<P> {
