@@ -337,3 +337,68 @@ async fn no_controls_means_no_terminal_and_no_control_definitions() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_opens_a_host_terminal_without_a_websocket_to_itself() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let plugins = std::env::temp_dir().join(format!("rescope-launch-term-{}", std::process::id()));
+    let _launch = rescope(&[
+        "launch",
+        "--listen",
+        &listen,
+        "--hostname",
+        "launchterm",
+        "--docker=false",
+        "--plugins-root",
+        &plugins.to_string_lossy(),
+    ]);
+    let base = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let probe_id = wait_for(&http, &format!("{base}/api/probes"), "the probe", |v| {
+        v.as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let opened: serde_json::Value = http
+        .post(format!(
+            "{base}/api/control/{probe_id}/launchterm%3B%3Chost%3E/host_exec"
+        ))
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("json");
+    let pipe = opened["pipe"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{opened}"));
+    let ws_url = format!("ws://{listen}/api/pipe/{pipe}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .expect("connects");
+    ws.send(Message::Binary("echo launch-$((5*5))\n".into()))
+        .await
+        .expect("send");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains("launch-25") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("terminal ended ({other:?}); saw {seen:?}"),
+        }
+    }
+    ws.send(Message::Binary("exit\n".into()))
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => panic!("the browser end stayed open after the shell exited"),
+        }
+    }
+}
