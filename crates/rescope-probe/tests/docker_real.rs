@@ -351,3 +351,194 @@ async fn exec_attach_and_logs_open_working_pipes() {
     };
     assert!(!controls.handle(gone).await.error.is_empty());
 }
+
+/// A Docker daemon of the test's own, on a private socket and data directory, so it
+/// can be stopped and started without disturbing the machine's engine.
+struct PrivateDaemon {
+    dir: std::path::PathBuf,
+    /// Its own bridge: a daemon without one (`--bridge none`) deletes the machine's
+    /// `docker0`.
+    bridge: String,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateDaemon {
+    fn socket(&self) -> String {
+        self.dir.join("docker.sock").to_string_lossy().to_string()
+    }
+
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let host = format!("unix://{}", self.socket());
+        let mut all = vec!["-H", host.as_str()];
+        all.extend_from_slice(args);
+        docker(&all)
+    }
+
+    fn start(&mut self) -> bool {
+        let d = &self.dir;
+        let child = Command::new("dockerd")
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket()))
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("pid"))
+            .args([
+                "--bridge",
+                &self.bridge,
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
+            .args(["--storage-driver", "vfs"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self
+                .cli(&["info", "--format", "{{.ServerVersion}}"])
+                .is_some()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateDaemon {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+fn containers_seen(reporter: &mut DockerReporter) -> usize {
+    let tick = Tick {
+        now: GoTime::now(),
+        procs: Arc::default(),
+    };
+    reporter
+        .report(&tick)
+        .map(|r| r[TopologyKind::Container].nodes.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_follows_a_docker_daemon_that_restarts() {
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !is_root || Command::new("dockerd").arg("--version").output().is_err() {
+        println!("skipped: needs root and dockerd to run a private Docker daemon");
+        return;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("busybox-static is installed (scripts/setup-deps.sh)");
+    let dir = std::env::temp_dir().join(format!("rescope-dockerd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("daemon dir");
+    let bridge = format!("rsc{}", std::process::id() % 100_000);
+    let made = Command::new("ip")
+        .args(["link", "add", &bridge, "type", "bridge"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "cannot create the bridge {bridge} (iproute2)");
+    let mut daemon = PrivateDaemon {
+        dir,
+        bridge,
+        child: None,
+    };
+    assert!(daemon.start(), "the private dockerd did not start");
+    let host = format!("unix://{}", daemon.socket());
+    let import = format!(
+        "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp {busybox} $d/bin/busybox; ln -s busybox $d/bin/sleep; \
+         tar -C $d -c . | docker -H {host} import - rescope-restart/busybox >/dev/null; rm -rf $d"
+    );
+    assert!(
+        Command::new("sh")
+            .args(["-c", &import])
+            .status()
+            .is_ok_and(|s| s.success()),
+        "importing the test image"
+    );
+    daemon
+        .cli(&[
+            "create",
+            "--name",
+            "survivor",
+            "rescope-restart/busybox",
+            "sleep",
+            "1",
+        ])
+        .expect("a container");
+
+    let config = ProbeConfig::new("restarttest");
+    let watcher = DockerWatcher::new(daemon.socket());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(watcher.clone().run(shutdown));
+    let mut reporter = DockerReporter::new(&config, watcher.clone());
+    let wait = async |reporter: &mut DockerReporter, want: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        while containers_seen(reporter) != want {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    wait(&mut reporter, 1, "the container was never reported").await;
+
+    tokio::task::block_in_place(|| daemon.stop());
+    wait(
+        &mut reporter,
+        0,
+        "containers were still reported with the daemon down",
+    )
+    .await;
+    assert!(!watcher.connected());
+
+    assert!(
+        tokio::task::block_in_place(|| daemon.start()),
+        "the private dockerd did not restart"
+    );
+    let back = Instant::now();
+    wait(
+        &mut reporter,
+        1,
+        "the probe did not pick the daemon up again",
+    )
+    .await;
+    println!(
+        "containers reported again {:?} after the daemon came back",
+        back.elapsed()
+    );
+    let _ = stop.send(true);
+}
