@@ -113,6 +113,26 @@ pub fn host_id() -> String {
     }
 }
 
+/// Installs a log subscriber for a plugin program: text on a terminal, JSON lines
+/// otherwise (as `rescope` logs). The filter is `level` (`info`, `debug`,
+/// `rescope_plugin=debug`, …), else `RUST_LOG`, else `info`. Call it once, early.
+pub fn init_logging(level: Option<&str>) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::io::stderr().is_terminal() {
+        builder.try_init()
+    } else {
+        builder.json().flatten_event(true).try_init()
+    };
+}
+
 /// The plugins directory: `$RESCOPE_PLUGINS_ROOT` when set, else
 /// [`DEFAULT_PLUGINS_ROOT`].
 pub fn default_plugins_root() -> std::path::PathBuf {

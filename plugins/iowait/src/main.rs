@@ -37,7 +37,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_level.as_deref());
+    rescope_plugin::init_logging(args.log_level.as_deref());
     let config = Config {
         plugins_root: args.plugins_root,
         socket: args.socket,
@@ -54,16 +54,4 @@ async fn main() -> anyhow::Result<()> {
     rescope_iowait::run(config, shutdown)
         .await
         .context("the iowait plugin stopped")
-}
-
-fn init_logging(level: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::new(l),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
