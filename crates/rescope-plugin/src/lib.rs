@@ -60,6 +60,47 @@
 //! `examples/uptime.rs` is the same plugin as a runnable program:
 //! `cargo run -p rescope-plugin --example uptime -- /tmp/plugins`.
 //!
+//! # Testing a plugin
+//!
+//! [`client::PluginClient`] asks the socket as the probe does and applies the probe's
+//! rules to the answer:
+//!
+//! ```
+//! use rescope_plugin::client::PluginClient;
+//! use rescope_plugin::{MetricTemplate, Plugin, PluginError, PluginServer, ReportBuilder, Spec, TopologyKind};
+//!
+//! struct Answer;
+//!
+//! impl Plugin for Answer {
+//!     fn report(&self, r: &mut ReportBuilder) -> Result<(), PluginError> {
+//!         r.topology(TopologyKind::Host).metric_template(MetricTemplate::new("answer", "Answer"));
+//!         r.host("web-1").metric("answer", 42.0, 100.0);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let root = tempfile::tempdir().expect("a temporary plugins root");
+//! let bound = PluginServer::new(Spec::new("answer", "The answer"), Answer)
+//!     .plugins_root(root.path())
+//!     .bind()
+//!     .expect("socket created");
+//! let client = PluginClient::new(bound.socket_path());
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(bound.serve_until(async { let _ = stopped.await; }));
+//!
+//! let answer = client.report().await.expect("an answer");
+//! assert!(answer.problems.is_empty(), "{:?}", answer.problems);
+//! let node = &answer.report[TopologyKind::Host].nodes["web-1;<host>"];
+//! assert_eq!(node.metrics.get("answer").and_then(|m| m.last()).map(|s| s.value), Some(42.0));
+//!
+//! stop.send(()).expect("server running");
+//! server.await.expect("joined").expect("clean stop");
+//! assert!(!root.path().join("answer/answer.sock").exists(), "socket removed");
+//! # }
+//! ```
+//!
 //! Check what it answers as the probe would:
 //!
 //! ```sh

@@ -282,6 +282,16 @@ mod tests {
     }
 
     #[test]
+    fn a_symlink_in_place_of_the_directory_is_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(elsewhere.path(), root.path().join("demo")).expect("symlink");
+        let err = PluginSocket::bind_in_root(root.path(), "demo").expect_err("refused");
+        assert!(matches!(err, SocketError::NotADirectory { .. }), "{err}");
+        assert_eq!(std::fs::read_dir(elsewhere.path()).expect("dir").count(), 0);
+    }
+
+    #[test]
     fn a_stale_socket_is_replaced() {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("demo");
