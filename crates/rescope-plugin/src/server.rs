@@ -111,7 +111,20 @@ impl<P: Plugin> PluginServer<P> {
         self.spec.validate()?;
         let socket = match &self.location {
             Location::Root(root) => PluginSocket::bind_in_root(root, self.spec.id())?,
-            Location::Path(path) => PluginSocket::bind_path(path)?,
+            Location::Path(path) => {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let derived = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+                if derived != self.spec.id() {
+                    warn!(
+                        socket = %path.display(),
+                        plugin = self.spec.id(),
+                        "the probe derives the plugin ID {derived:?} from this socket name and will reject answers for {:?}; name it {:?}.sock",
+                        self.spec.id(),
+                        self.spec.id()
+                    );
+                }
+                PluginSocket::bind_path(path)?
+            }
         };
         Ok(BoundPlugin {
             spec: self.spec,

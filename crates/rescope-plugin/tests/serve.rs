@@ -70,6 +70,11 @@ impl Plugin for Counter {
                 self.runs.fetch_add(1, Ordering::SeqCst);
                 Ok(ControlReply::ok().with_fresh_report())
             }
+            "note" => {
+                let mut shortcut = ReportBuilder::new();
+                shortcut.host("sdk-test").latest("counter_note", "noted");
+                Ok(ControlReply::value("noted").with_shortcut(shortcut))
+            }
             "boom" => panic!("the handler blew up"),
             other => Err(format!("no control {other:?}").into()),
         }
@@ -189,6 +194,31 @@ async fn a_control_runs_and_answers_with_a_fresh_shortcut_report() {
     assert!(
         shortcut[TopologyKind::Host].controls.contains_key("boom"),
         "and repeats every control definition"
+    );
+    plugin.stop().await;
+}
+
+#[tokio::test]
+async fn a_control_can_answer_a_value_and_a_shortcut_report_of_its_own() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let plugin = start(root.path(), counter_spec(), Counter::new());
+    let request = ControlRequest {
+        node_id: "sdk-test;<host>".into(),
+        control: "note".into(),
+        ..Default::default()
+    };
+    let answer = plugin.client.control(&request).await.expect("control");
+    assert_eq!(answer.response.value, Some(serde_json::json!("noted")));
+    let shortcut = answer.shortcut.expect("the plugin's own shortcut");
+    let node = &shortcut[TopologyKind::Host].nodes["sdk-test;<host>"];
+    assert_eq!(
+        node.latest_value("counter_note").map(|v| v.as_str()),
+        Some("noted")
+    );
+    assert_eq!(
+        shortcut.plugins.get("counter").map(|s| s.label.as_str()),
+        Some("Counter"),
+        "the server adds the spec"
     );
     plugin.stop().await;
 }
