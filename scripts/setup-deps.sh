@@ -24,6 +24,8 @@ if [[ "$mode" == test ]]; then
     need_cmd chromium chromium
     # The eBPF plugin's BPF object is compiled from C with clang (CO-RE, kernel BTF).
     need_cmd clang clang
+    # llvm-strip makes the rebuilt object byte-identical to the committed one.
+    need_cmd llvm-strip llvm
 fi
 
 if ((${#want_apt[@]})); then
