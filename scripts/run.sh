@@ -1,15 +1,11 @@
 #!/usr/bin/env bash
-# Builds Rescope and runs it.
+# Builds Rescope (web UI included) and runs `rescope launch`: the probe, the app and the
+# UI on http://localhost:4040. Extra arguments go to `rescope launch`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh build
-cargo build --release --locked -p rescope
-bin=target/release/rescope
-if "$bin" help launch >/dev/null 2>&1; then
-    exec "$bin" launch "$@"
+if ! scripts/build-web.sh; then
+    echo "run: continuing without the web UI; http://localhost:4040 will say how to build it" >&2
 fi
-echo
-echo "rescope launch (probe, app and UI on http://localhost:4040) is not built yet."
-echo "Available now:"
-echo
-"$bin" --help
+cargo build --release --locked -p rescope
+exec target/release/rescope launch "$@"

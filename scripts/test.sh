@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit, property, golden and
-# integration tests, doc tests, and a bounded fuzz run of the report decoders.
+# integration tests, doc tests, the web UI's unit and end-to-end tests (real Chromium
+# against a real `rescope launch`), and a bounded fuzz run of the report decoders.
 #
 #   RESCOPE_FUZZ_SECONDS=N   seconds per fuzz target (default 20; 0 skips fuzzing)
 set -euo pipefail
@@ -11,6 +12,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "dependencies"
 scripts/setup-deps.sh test
 
+step "web UI: type check and build"
+scripts/build-web.sh
+
 step "formatting"
 cargo fmt --all --check
 
@@ -20,6 +24,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --locked --doc
+
+step "web UI: unit tests"
+(cd web && npx vitest run)
+
+step "web UI: end-to-end tests in Chromium"
+cargo build --workspace --bins --locked
+(cd web && node e2e/run.mjs)
 
 fuzz_seconds="${RESCOPE_FUZZ_SECONDS:-20}"
 if [[ "$fuzz_seconds" != 0 ]]; then

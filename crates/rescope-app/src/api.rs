@@ -116,7 +116,6 @@ fn not_found() -> Response {
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
-        .route("/", get(index))
         .route("/api", get(api_info))
         .route("/api/topology", get(topology_list))
         .route("/api/topology/{view}", get(topology))
@@ -136,34 +135,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/pipe/{id}/probe", get(crate::pipes::probe_end))
         .route("/api/pipe/{id}/check", get(crate::pipes::check))
         .route("/api/control/{probe}/{node}/{control}", post(control))
+        .fallback(crate::ui::serve)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
         ))
         .with_state(state)
-}
-
-/// Shown at `/` until the web UI is built into the binary.
-const INDEX: &str = r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>Rescope</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:44em;margin:3em auto;padding:0 1em;color:#222}
-code{background:#f3f3f3;padding:.1em .3em;border-radius:3px}</style></head>
-<body><h1>Rescope is running</h1>
-<p>The probe and app are up. The web UI is not part of this build yet; the Weave Scope
-compatible API is:</p>
-<ul>
-<li><a href="api/topology">api/topology</a> &mdash; the views and their node counts</li>
-<li><a href="api/topology/hosts">api/topology/hosts</a>, <a href="api/topology/processes">processes</a>,
-<a href="api/topology/containers">containers</a></li>
-<li><a href="api/probes">api/probes</a> &mdash; connected probes</li>
-<li><a href="api/report">api/report</a> &mdash; the merged report</li>
-</ul>
-</body></html>
-"#;
-
-async fn index() -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
 }
 
 #[derive(Serialize)]

@@ -10,6 +10,7 @@ pub mod controls;
 pub mod metrics;
 pub mod pipes;
 pub mod probe_ws;
+pub mod ui;
 pub mod ws;
 
 use std::sync::Arc;

@@ -33,6 +33,53 @@ pub struct FleetArgs {
     pub interval: Duration,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Processes on the simulated host (the size of the processes view).
+    #[arg(long, default_value_t = 500)]
+    pub processes: usize,
+    /// TCP end points, which become the connections between processes.
+    #[arg(long, default_value_t = 2_000)]
+    pub endpoints: usize,
+    /// Containers on the host.
+    #[arg(long, default_value_t = 10)]
+    pub containers: usize,
+    /// Host name of the simulated host.
+    #[arg(long, default_value = "sim-1")]
+    pub hostname: String,
+    /// Seed: the same seed gives the same report (apart from timestamps).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where to write the report (`-` for standard output).
+    #[arg(long, short)]
+    pub out: std::path::PathBuf,
+}
+
+/// `rescope bench report`: one simulated host's full report, stamped now.
+pub fn write_report(args: ReportArgs) -> Result<()> {
+    let mut shape = HostShape::fleet_member(1);
+    shape.hostname = args.hostname;
+    shape.processes = args.processes;
+    shape.endpoints = args.endpoints;
+    shape.containers = args.containers;
+    let report = HostSimulator::new(shape, args.seed, GoTime::now()).report();
+    let bytes = codec::encode(
+        &report,
+        Encoding {
+            format: Format::Msgpack,
+            gzip: true,
+        },
+    );
+    if args.out.as_os_str() == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(&bytes)?;
+    } else {
+        std::fs::write(&args.out, &bytes)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

@@ -50,6 +50,9 @@ pub enum BenchCommand {
     /// Simulated probes publishing realistic reports to an app over HTTP, with
     /// request latency and app memory measured.
     Fleet(crate::bench_cmd::FleetArgs),
+    /// Write one simulated host's full report (gzip msgpack) to a file, e.g. to post a
+    /// view of a chosen size to `rescope app` when measuring the UI.
+    Report(crate::bench_cmd::ReportArgs),
 }
 
 #[derive(Debug, Args)]

@@ -78,6 +78,7 @@ fn run_daemon(command: cli::Command) -> Result<()> {
                 Ok(())
             }
             cli::Command::Bench(cli::BenchCommand::Fleet(args)) => bench_cmd::fleet(args).await,
+            cli::Command::Bench(cli::BenchCommand::Report(args)) => bench_cmd::write_report(args),
             cli::Command::Report(_) => Ok(()),
         }
     })

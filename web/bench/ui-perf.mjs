@@ -1,0 +1,140 @@
+// Measures the web UI in headless Chromium (software WebGL) against `rescope app` fed
+// with a simulated host's report of a chosen size:
+//   - time from navigation to the first frame with the whole view drawn,
+//   - frame times while panning and zooming (after the layout settles and during it),
+//   - the gzip size of the bundle.
+//
+//   node bench/ui-perf.mjs [processes…]        default: 200 5000
+//   RESCOPE_BIN=../target/release/rescope      the binary (release recommended)
+//
+// Prints one line per view size and a JSON summary at the end.
+
+import { spawn, execFileSync } from "node:child_process";
+import { readdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const bin = process.env.RESCOPE_BIN ?? join(root, "target/release/rescope");
+const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+if (sizes.length === 0) sizes.push(200, 5000);
+
+const port = await new Promise((res) => {
+  const s = createServer();
+  s.listen(0, "127.0.0.1", () => {
+    const p = s.address().port;
+    s.close(() => res(p));
+  });
+});
+const base = `http://127.0.0.1:${port}/`;
+const scratch = mkdtempSync(join(tmpdir(), "rescope-uiperf-"));
+const app = spawn(bin, ["app", "--listen", `127.0.0.1:${port}`, "--window", "30s"], { stdio: "ignore" });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function post(file, probe) {
+  const res = await fetch(`${base}api/report`, {
+    method: "POST",
+    headers: { "Content-Type": "application/msgpack", "Content-Encoding": "gzip", "X-Scope-Probe-ID": probe },
+    body: readFileSync(file),
+  });
+  if (!res.ok) throw new Error(`POST /api/report: ${res.status} ${await res.text()}`);
+}
+
+function pct(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] : NaN;
+}
+
+async function frames(page, ms) {
+  return page.evaluate(async (ms) => {
+    const s = window.__rescopeSigma;
+    const cam = s.getCamera();
+    const times = [];
+    let last = performance.now();
+    const end = last + ms;
+    await new Promise((done) => {
+      const tick = (now) => {
+        times.push(now - last);
+        last = now;
+        // Pan in a circle and zoom in and out, one step per frame, like a user dragging.
+        const t = (now % 2000) / 2000;
+        cam.setState({ x: 0.5 + 0.2 * Math.cos(t * 6.283), y: 0.5 + 0.2 * Math.sin(t * 6.283), ratio: 0.6 + 0.4 * Math.sin(t * 3.1416) });
+        if (now < end) requestAnimationFrame(tick);
+        else done();
+      };
+      requestAnimationFrame(tick);
+    });
+    return times.slice(1);
+  }, ms);
+}
+
+const results = {};
+let browser;
+try {
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${base}api`)).ok) break;
+    } catch {
+      /* not up yet */
+    }
+    await sleep(100);
+  }
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+  });
+  for (const n of sizes) {
+    const file = join(scratch, `sim-${n}.msgpack.gz`);
+    execFileSync(bin, ["bench", "report", "--processes", String(n), "--endpoints", String(n * 2), "--containers", "20", "--hostname", `sim-${n}`, "--seed", String(n), "-o", file]);
+    await post(file, `sim-${n}`);
+    const feeder = setInterval(() => post(file, `sim-${n}`).catch(() => {}), 3000);
+    // The view: this host's processes (only its own: the search pins them).
+    const view = (await (await fetch(`${base}api/topology/processes?unconnected=show`)).json()).nodes;
+    const expected = Object.values(view).filter((x) => x.labelMinor?.startsWith(`sim-${n}`) || x.pseudo).length;
+    const total = Object.keys(view).length;
+
+    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    const state = encodeURIComponent(JSON.stringify({ topologyId: "processes", topologyOptions: { processes: { unconnected: ["show"] } } }));
+    await page.goto(`${base}#!/state/${state}`);
+    const drawn = await page.waitForFunction(
+      (total) => {
+        const r = window.__rescopeLastRender;
+        return r && r.order >= total ? r.t : false;
+      },
+      total,
+      { timeout: 60_000, polling: 50 },
+    );
+    const firstDrawMs = await drawn.jsonValue();
+    const during = await frames(page, 2000);
+    await sleep(7000);
+    const settled = await frames(page, 3000);
+    await page.screenshot({ path: join(scratch, `graph-${n}.png`) });
+    await page.close();
+    clearInterval(feeder);
+    results[n] = {
+      nodes: total,
+      this_host: expected,
+      first_draw_ms: Math.round(firstDrawMs),
+      frame_ms_settled: { p50: +pct(settled, 0.5).toFixed(1), p95: +pct(settled, 0.95).toFixed(1), max: +Math.max(...settled).toFixed(1) },
+      frame_ms_during_layout: { p50: +pct(during, 0.5).toFixed(1), p95: +pct(during, 0.95).toFixed(1) },
+    };
+    console.log(`${total} nodes: drawn ${results[n].first_draw_ms} ms after navigation; pan/zoom frames p50 ${results[n].frame_ms_settled.p50} ms, p95 ${results[n].frame_ms_settled.p95} ms (during layout p95 ${results[n].frame_ms_during_layout.p95} ms)`);
+    // Let this host's report expire from the view before the next size.
+    await fetch(`${base}api/report`).catch(() => {});
+  }
+  const assets = join(here, "../dist/assets");
+  let gz = 0;
+  for (const f of readdirSync(assets)) if (/\.(js|css)$/.test(f)) gz += gzipSync(readFileSync(join(assets, f))).length;
+  results.bundle_gzip_kb = Math.round(gz / 1024);
+  console.log(`bundle: ${results.bundle_gzip_kb} kB gzip`);
+  console.log(JSON.stringify(results));
+} finally {
+  await browser?.close();
+  app.kill("SIGTERM");
+  rmSync(scratch, { recursive: true, force: true });
+}

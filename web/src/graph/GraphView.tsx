@@ -1,0 +1,362 @@
+import { createNodeImageProgram } from "@sigma/node-image";
+import Graph from "graphology";
+import forceAtlas2 from "graphology-layout-forceatlas2";
+import FA2Layout from "graphology-layout-forceatlas2/worker";
+import { useEffect, useRef, useState } from "react";
+import Sigma from "sigma";
+import { EdgeArrowProgram } from "sigma/rendering";
+import type { NodeMap } from "../diff";
+import { useStore } from "../store";
+import type { NodeSummary } from "../types";
+import { NODE_GAP, layeredLayout, placeNear, spiralLayout, type Point } from "./layout";
+import { heatColor, pseudoColor, rankColor, shapeImage } from "./style";
+
+/** Views up to this size get the layered layout; larger ones a force layout in a worker. */
+export const LAYERED_MAX = 400;
+
+interface Props {
+  nodes: NodeMap;
+  nodesKey: string;
+  matches: Set<string> | null;
+}
+
+interface LabelData {
+  x: number;
+  y: number;
+  size: number;
+  label: string | null;
+  minor?: string;
+  color: string;
+}
+
+/** Drawing state shared with the label renderers, which sigma calls without context. */
+const theme = { dark: false, labelPx: 200 };
+
+/** The text cut with an ellipsis to fit `px` pixels in the context's current font. */
+function fit(ctx: CanvasRenderingContext2D, text: string, px: number): string {
+  if (ctx.measureText(text).width <= px) return text;
+  let lo = 0;
+  let hi = text.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (ctx.measureText(`${text.slice(0, mid)}…`).width <= px) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo > 0 ? `${text.slice(0, lo)}…` : "";
+}
+
+function drawLabel(ctx: CanvasRenderingContext2D, data: LabelData, settings: { labelSize: number; labelFont: string }) {
+  if (!data.label) return;
+  const size = settings.labelSize;
+  ctx.textAlign = "center";
+  ctx.font = `600 ${size}px ${settings.labelFont}`;
+  ctx.fillStyle = theme.dark ? "#e5e7eb" : "#111827";
+  const px = (data as { hovered?: boolean }).hovered ? 420 : theme.labelPx;
+  ctx.fillText(fit(ctx, data.label, px), data.x, data.y + data.size + size + 3);
+  if (data.minor) {
+    ctx.font = `400 ${size - 1}px ${settings.labelFont}`;
+    ctx.fillStyle = theme.dark ? "#9ca3af" : "#6b7280";
+    ctx.fillText(fit(ctx, data.minor, px), data.x, data.y + data.size + 2 * size + 5);
+  }
+  ctx.textAlign = "left";
+}
+
+function drawHover(ctx: CanvasRenderingContext2D, data: LabelData, settings: { labelSize: number; labelFont: string }) {
+  if (!data.label) return;
+  const size = settings.labelSize;
+  ctx.font = `600 ${size}px ${settings.labelFont}`;
+  const w = Math.min(Math.max(ctx.measureText(data.label).width, data.minor ? ctx.measureText(data.minor).width : 0), 420) + 12;
+  const h = (data.minor ? 2 * size + 8 : size + 6) + 4;
+  ctx.fillStyle = theme.dark ? "rgba(17,24,39,0.92)" : "rgba(255,255,255,0.94)";
+  ctx.shadowColor = "rgba(0,0,0,0.25)";
+  ctx.shadowBlur = 6;
+  ctx.beginPath();
+  ctx.roundRect(data.x - w / 2, data.y + data.size + 1, w, h, 4);
+  ctx.fill();
+  ctx.shadowBlur = 0;
+  drawLabel(ctx, { ...data, hovered: true } as LabelData, settings);
+}
+
+const ShapeProgram = createNodeImageProgram({
+  drawingMode: "color",
+  keepWithinCircle: false,
+  padding: 0,
+  size: { mode: "force", value: 128 },
+  drawLabel: drawLabel as never,
+  drawHover: drawHover as never,
+});
+
+/**
+ * Frames the whole graph, but never magnifies a small one: sigma stretches any graph
+ * to the viewport, which would put two nodes a screen apart.
+ */
+export function fitCamera(sigma: Sigma, graph: Graph) {
+  let minX = Infinity;
+  let maxX = -Infinity;
+  let minY = Infinity;
+  let maxY = -Infinity;
+  graph.forEachNode((_, a) => {
+    minX = Math.min(minX, a.x);
+    maxX = Math.max(maxX, a.x);
+    minY = Math.min(minY, a.y);
+    maxY = Math.max(maxY, a.y);
+  });
+  const extent = Math.max(maxX - minX, maxY - minY, 1);
+  const { width, height } = sigma.getDimensions();
+  const ratio = Math.max(1, Math.min(width, height) / (extent * 1.2 + 200));
+  sigma.getCamera().setState({ x: 0.5, y: 0.5, ratio, angle: 0 });
+}
+
+function nodeSize(count: number): number {
+  if (count <= 40) return 22;
+  if (count <= LAYERED_MAX) return 11;
+  if (count <= 1500) return 6;
+  return 4;
+}
+
+function metricFraction(n: NodeSummary, metricLabel: string | null): number | null {
+  if (!metricLabel) return null;
+  const m = n.metrics?.find((x) => x.label === metricLabel);
+  if (!m) return null;
+  const max = m.format === "percent" ? Math.max(m.max, 100) : m.max;
+  return max > 0 ? m.value / max : 0;
+}
+
+function colorOf(n: NodeSummary, metric: string | null, dark: boolean): string {
+  if (n.pseudo) return pseudoColor(dark);
+  const f = metricFraction(n, metric);
+  if (f !== null) return heatColor(f);
+  if (metric) return dark ? "#4b5563" : "#d1d5db";
+  return rankColor(n.rank || n.label, dark);
+}
+
+function nodeAttrs(n: NodeSummary, size: number, metric: string | null, dark: boolean) {
+  return {
+    label: n.label || n.id,
+    minor: n.labelMinor,
+    size: n.pseudo ? size * 0.9 : size,
+    color: colorOf(n, metric, dark),
+    image: shapeImage(n.shape, n.stack),
+    type: "shape",
+    pseudo: !!n.pseudo,
+  };
+}
+
+export default function GraphView({ nodes, nodesKey, matches }: Props) {
+  const container = useRef<HTMLDivElement>(null);
+  const sigmaRef = useRef<Sigma | null>(null);
+  const graphRef = useRef<Graph | null>(null);
+  const layoutRef = useRef<FA2Layout | null>(null);
+  const keyRef = useRef<string>("");
+  const hoverRef = useRef<{ node: string; near: Set<string> } | null>(null);
+  const matchRef = useRef<Set<string> | null>(null);
+  const selectedRef = useRef<string | null>(null);
+  const stopTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const [relayout, setRelayout] = useState(0);
+  const relayoutSeen = useRef(0);
+  const selectNode = useStore((s) => s.selectNode);
+  const selected = useStore((s) => s.selectedNodeId);
+  const metric = useStore((s) => s.pinnedMetricType);
+  const dark = useStore((s) => s.theme === "dark");
+
+  // Create the renderer once.
+  useEffect(() => {
+    const graph = new Graph({ multi: false, type: "directed" });
+    graphRef.current = graph;
+    const sigma = new Sigma(graph, container.current!, {
+      nodeProgramClasses: { shape: ShapeProgram },
+      edgeProgramClasses: { arrow: EdgeArrowProgram },
+      defaultEdgeType: "arrow",
+      defaultNodeType: "shape",
+      labelFont: "Inter, ui-sans-serif, system-ui, sans-serif",
+      labelSize: 12,
+      labelDensity: 0.5,
+      labelGridCellSize: 90,
+      labelRenderedSizeThreshold: 5,
+      renderEdgeLabels: false,
+      hideEdgesOnMove: false,
+      zIndex: true,
+      stagePadding: 60,
+      minCameraRatio: 0.02,
+      maxCameraRatio: 8,
+      nodeReducer: (node, data) => {
+        const res: Record<string, unknown> = { ...data };
+        const hover = hoverRef.current;
+        const match = matchRef.current;
+        const faded = theme.dark ? "#374151" : "#e5e7eb";
+        if (node === selectedRef.current) {
+          res.highlighted = true;
+          res.zIndex = 2;
+        }
+        if (hover && hover.node !== node && !hover.near.has(node)) {
+          res.color = faded;
+          res.label = null;
+          res.zIndex = 0;
+        } else if (hover) {
+          res.zIndex = 1;
+          res.forceLabel = true;
+        }
+        if (match && !match.has(node)) {
+          res.color = faded;
+          res.label = null;
+        } else if (match) {
+          res.forceLabel = true;
+          res.zIndex = 1;
+        }
+        return res as typeof data;
+      },
+      edgeReducer: (edge, data) => {
+        const res: Record<string, unknown> = { ...data };
+        const hover = hoverRef.current;
+        const match = matchRef.current;
+        const [s, t] = graph.extremities(edge);
+        if (hover) {
+          if (s !== hover.node && t !== hover.node) res.hidden = true;
+          else {
+            res.color = theme.dark ? "#93c5fd" : "#2563eb";
+            res.size = 2;
+          }
+        }
+        if (match && (!match.has(s) || !match.has(t))) res.hidden = true;
+        return res as typeof data;
+      },
+    });
+    sigmaRef.current = sigma;
+    // Labels get the room between neighbouring nodes at the current zoom.
+    sigma.on("beforeRender", () => {
+      if (graph.order > LAYERED_MAX) {
+        theme.labelPx = 180;
+        return;
+      }
+      const a = sigma.graphToViewport({ x: 0, y: 0 });
+      const b = sigma.graphToViewport({ x: NODE_GAP, y: 0 });
+      theme.labelPx = Math.max(40, Math.abs(b.x - a.x) - 8);
+    });
+    sigma.on("enterNode", ({ node }) => {
+      hoverRef.current = { node, near: new Set(graph.neighbors(node)) };
+      container.current!.style.cursor = "pointer";
+      sigma.refresh({ skipIndexation: true });
+    });
+    sigma.on("leaveNode", () => {
+      hoverRef.current = null;
+      container.current!.style.cursor = "";
+      sigma.refresh({ skipIndexation: true });
+    });
+    sigma.on("clickNode", ({ node }) => selectNode(node));
+    // When the last frame was drawn and with how many nodes: read by the UI benchmark.
+    sigma.on("afterRender", () => {
+      (window as unknown as { __rescopeLastRender?: object }).__rescopeLastRender = {
+        order: graph.order,
+        t: performance.now(),
+      };
+    });
+    sigma.on("clickStage", () => selectNode(null));
+    (window as unknown as { __rescopeSigma?: Sigma }).__rescopeSigma = sigma;
+    return () => {
+      layoutRef.current?.kill();
+      layoutRef.current = null;
+      sigma.kill();
+      sigmaRef.current = null;
+    };
+  }, [selectNode]);
+
+  // Keep the graph in step with the nodes.
+  useEffect(() => {
+    const graph = graphRef.current!;
+    const sigma = sigmaRef.current!;
+    theme.dark = dark;
+    const size = nodeSize(nodes.size);
+    const fresh = keyRef.current !== nodesKey || graph.order === 0 || relayout !== relayoutSeen.current;
+    relayoutSeen.current = relayout;
+    const large = nodes.size > LAYERED_MAX;
+    const wasRunning = layoutRef.current?.isRunning() ?? false;
+    layoutRef.current?.kill();
+    layoutRef.current = null;
+
+    let added = 0;
+    if (fresh) {
+      graph.clear();
+      const list = [...nodes.values()];
+      const pos = large ? spiralLayout(list) : layeredLayout(list);
+      for (const n of list) {
+        const p = pos.get(n.id)!;
+        graph.addNode(n.id, { ...nodeAttrs(n, size, metric, dark), x: p.x, y: -p.y });
+      }
+      added = list.length;
+      keyRef.current = nodesKey;
+    } else {
+      graph.forEachNode((id) => {
+        if (!nodes.has(id)) graph.dropNode(id);
+      });
+      const placed = new Map<string, Point>();
+      graph.forEachNode((id, a) => placed.set(id, { x: a.x as number, y: -(a.y as number) }));
+      let seed = 0;
+      for (const n of nodes.values()) {
+        if (graph.hasNode(n.id)) {
+          graph.mergeNodeAttributes(n.id, nodeAttrs(n, size, metric, dark));
+          continue;
+        }
+        // Neighbours in both directions: who points at this node too.
+        const near = [...(n.adjacency ?? [])];
+        const p = placeNear(n.id, near, placed, seed++);
+        placed.set(n.id, p);
+        graph.addNode(n.id, { ...nodeAttrs(n, size, metric, dark), x: p.x, y: -p.y });
+        added++;
+      }
+    }
+    // Edges: exactly the adjacency of the nodes on screen.
+    const want = new Set<string>();
+    for (const n of nodes.values())
+      for (const t of n.adjacency ?? []) {
+        if (t === n.id || !graph.hasNode(t)) continue;
+        const key = `${n.id}->${t}`;
+        want.add(key);
+        if (!graph.hasEdge(key)) graph.addDirectedEdgeWithKey(key, n.id, t, { size: 1, color: dark ? "#4b5563" : "#cbd5e1" });
+      }
+    graph.forEachEdge((e) => {
+      if (!want.has(e)) graph.dropEdge(e);
+    });
+
+    if (large && (added > 0 || wasRunning)) {
+      const layout = new FA2Layout(graph, {
+        settings: { ...forceAtlas2.inferSettings(graph), barnesHutOptimize: graph.order > 800, slowDown: 8 },
+      });
+      layoutRef.current = layout;
+      layout.start();
+      if (stopTimer.current) clearTimeout(stopTimer.current);
+      stopTimer.current = setTimeout(() => layout.stop(), fresh ? 6000 : 1500);
+    }
+    if (fresh) {
+      // Small views show every label (each cut to the room it has); large ones let
+      // sigma thin them out.
+      sigma.setSetting("labelDensity", large ? 0.5 : 100);
+      sigma.setSetting("labelRenderedSizeThreshold", large ? 5 : 0);
+      fitCamera(sigma, graph);
+    }
+    sigma.refresh();
+  }, [nodes, nodesKey, metric, dark, relayout]);
+
+  // Selection and search only change how things are drawn.
+  useEffect(() => {
+    selectedRef.current = selected;
+    matchRef.current = matches;
+    sigmaRef.current?.refresh({ skipIndexation: true });
+  }, [selected, matches]);
+
+  useEffect(() => () => {
+    if (stopTimer.current) clearTimeout(stopTimer.current);
+  }, []);
+
+  const camera = () => sigmaRef.current!.getCamera();
+  return (
+    <div className="graph">
+      <div ref={container} className="graph-canvas" data-testid="graph" />
+      <div className="zoom-controls" role="group" aria-label="Zoom">
+        <button title="Zoom in" onClick={() => camera().animatedZoom({ duration: 200 })}>+</button>
+        <button title="Zoom out" onClick={() => camera().animatedUnzoom({ duration: 200 })}>−</button>
+        <button title="Fit to screen" onClick={() => fitCamera(sigmaRef.current!, graphRef.current!)}>⤢</button>
+        <button title="Lay out again" onClick={() => setRelayout((n) => n + 1)}>↻</button>
+      </div>
+    </div>
+  );
+}
