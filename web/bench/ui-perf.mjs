@@ -50,21 +50,38 @@ function pct(xs, p) {
   return s.length ? s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))] : NaN;
 }
 
+// Frame times while the user pans (drags the stage) and then zooms (wheel steps), with
+// pointer events dispatched to the graph the way a mouse sends them, one per frame.
 async function frames(page, ms) {
   return page.evaluate(async (ms) => {
-    const s = window.__rescopeSigma;
-    const cam = s.getCamera();
+    const target = document.querySelector(".sigma-mouse");
+    const r = target.getBoundingClientRect();
+    const cx = r.left + r.width / 2;
+    const cy = r.top + r.height / 2;
+    const mouse = (type, x, y) =>
+      new MouseEvent(type, { clientX: x, clientY: y, bubbles: true, cancelable: true, button: 0, buttons: type === "mouseup" ? 0 : 1 });
     const times = [];
     let last = performance.now();
-    const end = last + ms;
+    const start = last;
+    let i = 0;
+    let dragging = true;
+    target.dispatchEvent(mouse("mousedown", cx, cy));
     await new Promise((done) => {
       const tick = (now) => {
         times.push(now - last);
         last = now;
-        // Pan in a circle and zoom in and out, one step per frame, like a user dragging.
-        const t = (now % 2000) / 2000;
-        cam.setState({ x: 0.5 + 0.2 * Math.cos(t * 6.283), y: 0.5 + 0.2 * Math.sin(t * 6.283), ratio: 0.6 + 0.4 * Math.sin(t * 3.1416) });
-        if (now < end) requestAnimationFrame(tick);
+        i++;
+        if (now - start < ms * 0.6) {
+          target.dispatchEvent(mouse("mousemove", cx + 150 * Math.cos(i / 8), cy + 100 * Math.sin(i / 8)));
+        } else {
+          if (dragging) {
+            document.dispatchEvent(mouse("mouseup", cx, cy));
+            dragging = false;
+          }
+          const deltaY = Math.floor(i / 10) % 2 ? 100 : -100;
+          target.dispatchEvent(new WheelEvent("wheel", { clientX: cx, clientY: cy, deltaY, bubbles: true, cancelable: true }));
+        }
+        if (now - start < ms) requestAnimationFrame(tick);
         else done();
       };
       requestAnimationFrame(tick);

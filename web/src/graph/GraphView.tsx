@@ -1,18 +1,26 @@
-import { createNodeImageProgram } from "@sigma/node-image";
 import Graph from "graphology";
 import forceAtlas2 from "graphology-layout-forceatlas2";
 import FA2Layout from "graphology-layout-forceatlas2/worker";
 import { useEffect, useRef, useState } from "react";
 import Sigma from "sigma";
-import { EdgeArrowProgram } from "sigma/rendering";
+import { EdgeArrowProgram, EdgeLineProgram, NodePointProgram } from "sigma/rendering";
 import type { NodeMap } from "../diff";
 import { useStore } from "../store";
 import type { NodeSummary } from "../types";
+import { lazyLayerClears, skipPickingWhileMoving } from "./layers";
 import { NODE_GAP, layeredLayout, placeNear, spiralLayout, type Point } from "./layout";
-import { heatColor, pseudoColor, rankColor, shapeImage } from "./style";
+import ShapeDotProgram from "./shapeProgram";
+import { heatColor, pseudoColor, rankColor, shapeCode } from "./style";
 
 /** Views up to this size get the layered layout; larger ones a force layout in a worker. */
 export const LAYERED_MAX = 400;
+/**
+ * Views larger than this draw nodes as plain dots and edges as lines without arrow
+ * heads: at that density shapes and arrows are too small to read, and the simplest
+ * programs keep panning smooth on software WebGL (5,000 nodes in headless Chromium
+ * with SwiftShader: ~600 ms frames with textured shapes and arrows, ~67 ms so).
+ */
+export const DENSE_ABOVE = 1000;
 
 interface Props {
   nodes: NodeMap;
@@ -30,7 +38,24 @@ interface LabelData {
 }
 
 /** Drawing state shared with the label renderers, which sigma calls without context. */
-const theme = { dark: false, labelPx: 200 };
+const theme = {
+  dark: false,
+  /** Room for a label in pixels; NaN until measured in the current frame. */
+  labelPx: Number.NaN,
+  /** Measures the room for a label at the current zoom. */
+  measure: () => 200,
+};
+
+/**
+ * The room for a label, measured once per frame at the first label. Measured then
+ * rather than before the frame: sigma updates the graph-to-screen mapping inside its
+ * render, so a measure taken before it can be a frame late and, on a view that then
+ * stands still, stay wrong.
+ */
+function labelRoom(): number {
+  if (Number.isNaN(theme.labelPx)) theme.labelPx = theme.measure();
+  return theme.labelPx;
+}
 
 /** The text cut with an ellipsis to fit `px` pixels in the context's current font. */
 function fit(ctx: CanvasRenderingContext2D, text: string, px: number): string {
@@ -51,7 +76,7 @@ function drawLabel(ctx: CanvasRenderingContext2D, data: LabelData, settings: { l
   ctx.textAlign = "center";
   ctx.font = `600 ${size}px ${settings.labelFont}`;
   ctx.fillStyle = theme.dark ? "#e5e7eb" : "#111827";
-  const px = (data as { hovered?: boolean }).hovered ? 420 : theme.labelPx;
+  const px = (data as { hovered?: boolean }).hovered ? 420 : labelRoom();
   ctx.fillText(fit(ctx, data.label, px), data.x, data.y + data.size + size + 3);
   if (data.minor) {
     ctx.font = `400 ${size - 1}px ${settings.labelFont}`;
@@ -77,14 +102,6 @@ function drawHover(ctx: CanvasRenderingContext2D, data: LabelData, settings: { l
   drawLabel(ctx, { ...data, hovered: true } as LabelData, settings);
 }
 
-const ShapeProgram = createNodeImageProgram({
-  drawingMode: "color",
-  keepWithinCircle: false,
-  padding: 0,
-  size: { mode: "force", value: 128 },
-  drawLabel: drawLabel as never,
-  drawHover: drawHover as never,
-});
 
 /**
  * Frames the whole graph, but never magnifies a small one: sigma stretches any graph
@@ -130,14 +147,15 @@ function colorOf(n: NodeSummary, metric: string | null, dark: boolean): string {
   return rankColor(n.rank || n.label, dark);
 }
 
-function nodeAttrs(n: NodeSummary, size: number, metric: string | null, dark: boolean) {
+function nodeAttrs(n: NodeSummary, count: number, metric: string | null, dark: boolean) {
+  const size = nodeSize(count);
   return {
     label: n.label || n.id,
     minor: n.labelMinor,
     size: n.pseudo ? size * 0.9 : size,
     color: colorOf(n, metric, dark),
-    image: shapeImage(n.shape, n.stack),
-    type: "shape",
+    shapeCode: shapeCode(n.shape, n.stack),
+    type: count > DENSE_ABOVE ? "dot" : "shape",
     pseudo: !!n.pseudo,
   };
 }
@@ -164,10 +182,12 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     const graph = new Graph({ multi: false, type: "directed" });
     graphRef.current = graph;
     const sigma = new Sigma(graph, container.current!, {
-      nodeProgramClasses: { shape: ShapeProgram },
-      edgeProgramClasses: { arrow: EdgeArrowProgram },
+      nodeProgramClasses: { shape: ShapeDotProgram, dot: NodePointProgram },
+      edgeProgramClasses: { arrow: EdgeArrowProgram, line: EdgeLineProgram },
       defaultEdgeType: "arrow",
       defaultNodeType: "shape",
+      defaultDrawNodeLabel: drawLabel as never,
+      defaultDrawNodeHover: drawHover as never,
       labelFont: "Inter, ui-sans-serif, system-ui, sans-serif",
       labelSize: 12,
       labelDensity: 0.5,
@@ -222,15 +242,17 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       },
     });
     sigmaRef.current = sigma;
+    lazyLayerClears(sigma.getCanvases(), false);
+    skipPickingWhileMoving(sigma.getMouseCaptor() as unknown as Parameters<typeof skipPickingWhileMoving>[0]);
     // Labels get the room between neighbouring nodes at the current zoom.
-    sigma.on("beforeRender", () => {
-      if (graph.order > LAYERED_MAX) {
-        theme.labelPx = 180;
-        return;
-      }
+    theme.measure = () => {
+      if (graph.order > LAYERED_MAX) return 180;
       const a = sigma.graphToViewport({ x: 0, y: 0 });
       const b = sigma.graphToViewport({ x: NODE_GAP, y: 0 });
-      theme.labelPx = Math.max(40, Math.abs(b.x - a.x) - 8);
+      return Math.max(40, Math.abs(b.x - a.x) - 8);
+    };
+    sigma.on("beforeRender", () => {
+      theme.labelPx = Number.NaN;
     });
     sigma.on("enterNode", ({ node }) => {
       hoverRef.current = { node, near: new Set(graph.neighbors(node)) };
@@ -265,7 +287,6 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     const graph = graphRef.current!;
     const sigma = sigmaRef.current!;
     theme.dark = dark;
-    const size = nodeSize(nodes.size);
     const fresh = keyRef.current !== nodesKey || graph.order === 0 || relayout !== relayoutSeen.current;
     relayoutSeen.current = relayout;
     const large = nodes.size > LAYERED_MAX;
@@ -280,7 +301,7 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       const pos = large ? spiralLayout(list) : layeredLayout(list);
       for (const n of list) {
         const p = pos.get(n.id)!;
-        graph.addNode(n.id, { ...nodeAttrs(n, size, metric, dark), x: p.x, y: -p.y });
+        graph.addNode(n.id, { ...nodeAttrs(n, nodes.size, metric, dark), x: p.x, y: -p.y });
       }
       added = list.length;
       keyRef.current = nodesKey;
@@ -293,25 +314,27 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       let seed = 0;
       for (const n of nodes.values()) {
         if (graph.hasNode(n.id)) {
-          graph.mergeNodeAttributes(n.id, nodeAttrs(n, size, metric, dark));
+          graph.mergeNodeAttributes(n.id, nodeAttrs(n, nodes.size, metric, dark));
           continue;
         }
         // Neighbours in both directions: who points at this node too.
         const near = [...(n.adjacency ?? [])];
         const p = placeNear(n.id, near, placed, seed++);
         placed.set(n.id, p);
-        graph.addNode(n.id, { ...nodeAttrs(n, size, metric, dark), x: p.x, y: -p.y });
+        graph.addNode(n.id, { ...nodeAttrs(n, nodes.size, metric, dark), x: p.x, y: -p.y });
         added++;
       }
     }
     // Edges: exactly the adjacency of the nodes on screen.
+    const edgeType = nodes.size > DENSE_ABOVE ? "line" : "arrow";
     const want = new Set<string>();
     for (const n of nodes.values())
       for (const t of n.adjacency ?? []) {
         if (t === n.id || !graph.hasNode(t)) continue;
         const key = `${n.id}->${t}`;
         want.add(key);
-        if (!graph.hasEdge(key)) graph.addDirectedEdgeWithKey(key, n.id, t, { size: 1, color: dark ? "#4b5563" : "#cbd5e1" });
+        if (!graph.hasEdge(key)) graph.addDirectedEdgeWithKey(key, n.id, t, { size: 1, color: dark ? "#4b5563" : "#cbd5e1", type: edgeType });
+        else if (graph.getEdgeAttribute(key, "type") !== edgeType) graph.setEdgeAttribute(key, "type", edgeType);
       }
     graph.forEachEdge((e) => {
       if (!want.has(e)) graph.dropEdge(e);
@@ -331,6 +354,10 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       // sigma thin them out.
       sigma.setSetting("labelDensity", large ? 0.5 : 100);
       sigma.setSetting("labelRenderedSizeThreshold", large ? 5 : 0);
+      // Large views pan and zoom with nodes only; edges and labels return when the
+      // camera stops.
+      sigma.setSetting("hideEdgesOnMove", large);
+      sigma.setSetting("hideLabelsOnMove", large);
       fitCamera(sigma, graph);
     }
     sigma.refresh();

@@ -79,3 +79,27 @@ export function heatColor(fraction: number): string {
   const f = Math.max(0, Math.min(1, Number.isFinite(fraction) ? fraction : 0));
   return hslHex(Math.round(140 - 140 * f), 0.75, 0.48 - f * 0.08);
 }
+
+/** Shape codes understood by the node shader (graph/shapeProgram.ts). Scope's shape names map onto these. */
+const SHAPE_CODES: Record<string, number> = {
+  circle: 0,
+  square: 1,
+  triangle: 2,
+  dottedtriangle: 2,
+  pentagon: 3,
+  hexagon: 4,
+  heptagon: 5,
+  octagon: 6,
+  cloud: 7,
+  cylinder: 8,
+  dottedcylinder: 8,
+  storagesheet: 9,
+  sheet: 9,
+  camera: 1,
+};
+
+/** The shader's code for a shape name, plus 16 for a stacked (grouped) node. */
+export function shapeCode(shape: string | undefined, stack = false): number {
+  return (SHAPE_CODES[shape ?? "circle"] ?? 0) + (stack ? 16 : 0);
+}
+

@@ -120,36 +120,50 @@ impl HttpServer {
     pub fn start(protocol: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("index.html"), "<p>hello</p>\n").expect("index");
-        // A free port: bind, read it, release it (loopback only).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args(["--protocol", protocol, "--directory"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "http.server never listened");
-            std::thread::sleep(Duration::from_millis(20));
+        // A free port: bind, read it, release it (loopback only). Another test can take
+        // the port before python binds it; python then exits and we try another.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            let mut child = Command::new("python3")
+                .args([
+                    "-m",
+                    "http.server",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                ])
+                .args(["--protocol", protocol, "--directory"])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python3 runs");
+            // Generous: python starts slowly on a loaded 2-core CI machine.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // The readiness probe was a connection with no request: harmless.
+                    return HttpServer {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    eprintln!("http.server on port {port} exited ({status}); trying another port");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "http.server never listened on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        // The readiness probe above was a connection with no request: harmless.
-        HttpServer {
-            child,
-            port,
-            _dir: dir,
-        }
+        panic!("http.server could not bind a port in five tries");
     }
 
     pub fn pid(&self) -> u32 {
