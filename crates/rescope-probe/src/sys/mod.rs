@@ -5,4 +5,5 @@ pub mod conntrack;
 pub mod netns;
 pub mod proc;
 pub mod sockdiag;
+pub mod tcp_counters;
 pub mod unixhttp;
