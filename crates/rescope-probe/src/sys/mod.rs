@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod conntrack;
+pub mod malloc;
 pub mod netns;
 pub mod proc;
 pub mod sockdiag;
