@@ -49,6 +49,9 @@ class SinkApp(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        pass  # a probe stopped mid-connection is expected at the end of a run
+
     def __init__(self):
         super().__init__(("127.0.0.1", 0), SinkHandler)
         self.reports = []  # (time, gzip bytes, raw bytes)
