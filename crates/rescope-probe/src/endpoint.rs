@@ -10,7 +10,7 @@
 //!    bound to it, so later dumps run from this thread. A dump walks the kernel's
 //!    whole TCP table, so a namespace whose TCP counters did not move since its last
 //!    dump ([`TcpCounters`]) is not dumped again: its last dump is used (and it is
-//!    dumped anyway every [`REDUMP_TICKS`] ticks).
+//!    dumped anyway every `REDUMP_TICKS` ticks).
 //! 2. If conntrack is on and readable, each namespace's conntrack flows are read too
 //!    (followed through events, with a full dump now and then): they give the
 //!    direction of flows conntrack saw, connections that already closed, and NAT
