@@ -12,6 +12,10 @@ Scenarios (issue: probe performance budget):
   busy   1,000 processes and 10,000 connections.
   idle   no extra load.
 
+With --compare OTHER_BINARY, both probes run at once under the same load, each
+publishing to its own sink: on a machine shared with other work, a paired run is the
+fair way to tell two builds apart (run it a few times).
+
 Only loopback addresses are used. Standard library only.
 """
 
@@ -45,6 +49,9 @@ class SinkApp(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        pass  # a probe stopped mid-connection is expected at the end of a run
+
     def __init__(self):
         super().__init__(("127.0.0.1", 0), SinkHandler)
         self.reports = []  # (time, gzip bytes, raw bytes)
@@ -52,6 +59,11 @@ class SinkApp(http.server.ThreadingHTTPServer):
 
 
 class SinkHandler(http.server.BaseHTTPRequestHandler):
+    # Keep-alive, as real apps (Go's net/http in Scope, hyper in Rescope) do: with
+    # HTTP/1.0 every publish would open a new TCP connection, which the probe then
+    # sees and reports as a change of the host's sockets.
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, *args):
         pass
 
@@ -173,11 +185,110 @@ def histogram_mean(text, name):
     return total / count
 
 
+class RunningProbe:
+    """One probe under measurement, with its own sink app and metrics port."""
+
+    def __init__(self, binary, index, args):
+        self.binary = binary
+        self.app = SinkApp()
+        threading.Thread(target=self.app.serve_forever, daemon=True).start()
+        self.app_url = f"http://127.0.0.1:{self.app.server_address[1]}"
+        self.metrics_port = 4941 + index
+        logs = os.path.join(ROOT, "target")
+        os.makedirs(logs, exist_ok=True)
+        self.log_path = os.path.join(logs, f"probe-overhead-{args.scenario}{'-' + str(index) if index else ''}.log")
+        self.log = open(self.log_path, "w")
+        target = ["--publish-stdout"] if args.stdout else [self.app_url]
+        self.proc = subprocess.Popen(
+            [binary, "probe", "--http-listen", f"127.0.0.1:{self.metrics_port}", *args.probe_args, *target],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        self.samples = []
+        self.metrics = ""
+        self.debug_report = ""
+
+    def start_sampling(self):
+        self.last_ticks, _ = proc_sample(self.proc.pid)
+        self.last_t = time.time()
+
+    def sample(self, clk):
+        if self.proc.poll() is not None:
+            raise SystemExit(f"probe exited with {self.proc.returncode}; see {self.log_path}")
+        ticks, rss = proc_sample(self.proc.pid)
+        now = time.time()
+        self.samples.append(((ticks - self.last_ticks) / clk / (now - self.last_t) * 100.0, rss))
+        self.last_ticks, self.last_t = ticks, now
+
+    def scrape(self):
+        self.metrics = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        self.debug_report = scrape(f"http://127.0.0.1:{self.metrics_port}/debug/report")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.app.shutdown()
+
+    def figures(self, args):
+        cpu = [c for c, _ in self.samples]
+        rss = [r for _, r in self.samples]
+        with self.app.lock:
+            reports = list(self.app.reports)
+        largest = max(reports, key=lambda r: r[1]) if reports else (0, 0, 0)
+        figures = {
+            "binary": self.binary,
+            "scenario": args.scenario,
+            "seconds": args.seconds,
+            "cpu_percent_avg": round(statistics.mean(cpu), 2) if cpu else None,
+            "cpu_percent_max": round(max(cpu), 2) if cpu else None,
+            "rss_mib_avg": round(statistics.mean(rss) / 1024, 1) if rss else None,
+            "rss_mib_max": round(max(rss) / 1024, 1) if rss else None,
+            "reports_received": len(reports),
+            "largest_report_gzip_kb": round(largest[1] / 1024, 1),
+            "largest_report_raw_kb": round(largest[2] / 1024, 1),
+            "spy_tick_ms_avg": None,
+        }
+        if self.debug_report:
+            # A recent spy report, encoded as a full report is published.
+            enc = subprocess.run([self.binary, "report", "convert", "--to", "msgpack", "--gzip", "-", "-o", "/dev/stdout"],
+                                 input=self.debug_report.encode(), capture_output=True)
+            if enc.returncode == 0:
+                figures["spy_report_gzip_msgpack_kb"] = round(len(enc.stdout) / 1024, 1)
+            nodes = {}
+            try:
+                doc = json.loads(self.debug_report)
+                for key, top in doc.items():
+                    if isinstance(top, dict) and top.get("nodes"):
+                        nodes[key] = len(top["nodes"])
+            except ValueError:
+                pass
+            figures["spy_report_nodes"] = nodes
+        tick = histogram_mean(self.metrics, "rescope_probe_spy_duration_seconds")
+        if tick is not None:
+            figures["spy_tick_ms_avg"] = round(tick * 1000, 2)
+        # Per reporter: where a tick's time goes (the process walk is the rest).
+        per = {}
+        for line in self.metrics.splitlines():
+            m = re.match(r'rescope_probe_reporter_duration_seconds_(sum|count)\{reporter="([^"]+)"\} (\S+)', line)
+            if m:
+                per.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
+        figures["reporter_ms_avg"] = {
+            k: round(v["sum"] / v["count"] * 1000, 2) for k, v in sorted(per.items()) if v.get("count")
+        }
+        return figures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="scope")
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/rescope"))
+    ap.add_argument("--compare", metavar="BINARY",
+                    help="also run this binary's probe at the same time, under the same load (each with its own "
+                         "sink app): a paired comparison that a noisy machine disturbs far less than two runs in turn")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--stdout", action="store_true",
                     help="run the probe with --publish-stdout (to /dev/null) instead of publishing to the sink app")
@@ -190,95 +301,34 @@ def main():
 
     procs, conns = SCENARIOS[args.scenario]
     raise_fd_limit(8192)
-    app = SinkApp()
-    threading.Thread(target=app.serve_forever, daemon=True).start()
-    app_url = f"http://127.0.0.1:{app.server_address[1]}"
-    print(f"scenario {args.scenario}: {procs} extra processes, {conns} connections; app sink at {app_url}")
+    binaries = [args.binary] + ([args.compare] if args.compare else [])
+    print(f"scenario {args.scenario}: {procs} extra processes, {conns} connections")
     load = start_load(procs, conns)
-    metrics_port = 4941
-    logs = os.path.join(ROOT, "target")
-    os.makedirs(logs, exist_ok=True)
-    log = open(os.path.join(logs, f"probe-overhead-{args.scenario}.log"), "w")
-    target = ["--publish-stdout"] if args.stdout else [app_url]
-    probe = subprocess.Popen(
-        [args.binary, "probe", "--http-listen", f"127.0.0.1:{metrics_port}", *args.probe_args, *target],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    probes = []
     clk = os.sysconf("SC_CLK_TCK")
-    samples = []
     try:
+        for i, binary in enumerate(binaries):
+            probes.append(RunningProbe(binary, i, args))
         time.sleep(3)  # start-up (first full walk) is not steady state
-        last_ticks, _ = proc_sample(probe.pid)
-        last_t = time.time()
+        for p in probes:
+            p.start_sampling()
         for _ in range(args.seconds):
             time.sleep(1)
-            if probe.poll() is not None:
-                raise SystemExit(f"probe exited with {probe.returncode}; see target/probe-overhead-{args.scenario}.log")
-            ticks, rss = proc_sample(probe.pid)
-            now = time.time()
-            samples.append(((ticks - last_ticks) / clk / (now - last_t) * 100.0, rss))
-            last_ticks, last_t = ticks, now
-        metrics = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
-        debug_report = scrape(f"http://127.0.0.1:{metrics_port}/debug/report")
+            for p in probes:
+                p.sample(clk)
+        for p in probes:
+            p.scrape()
     finally:
-        probe.terminate()
-        try:
-            probe.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            probe.kill()
+        for p in probes:
+            p.stop()
         stop(load)
-        app.shutdown()
 
-    cpu = [c for c, _ in samples]
-    rss = [r for _, r in samples]
-    with app.lock:
-        reports = list(app.reports)
-    full = [r for r in reports]
-    largest = max(full, key=lambda r: r[1]) if full else (0, 0, 0)
-    figures = {
-        "scenario": args.scenario,
-        "seconds": args.seconds,
-        "cpu_percent_avg": round(statistics.mean(cpu), 2) if cpu else None,
-        "cpu_percent_max": round(max(cpu), 2) if cpu else None,
-        "rss_mib_avg": round(statistics.mean(rss) / 1024, 1) if rss else None,
-        "rss_mib_max": round(max(rss) / 1024, 1) if rss else None,
-        "reports_received": len(reports),
-        "largest_report_gzip_kb": round(largest[1] / 1024, 1),
-        "largest_report_raw_kb": round(largest[2] / 1024, 1),
-        "spy_tick_ms_avg": None,
-    }
-    if debug_report:
-        # The newest spy report, encoded as a full report is published.
-        enc = subprocess.run([args.binary, "report", "convert", "--to", "msgpack", "--gzip", "-", "-o", "/dev/stdout"],
-                             input=debug_report.encode(), capture_output=True)
-        if enc.returncode == 0:
-            figures["spy_report_gzip_msgpack_kb"] = round(len(enc.stdout) / 1024, 1)
-        nodes = {}
-        try:
-            doc = json.loads(debug_report)
-            for key, top in doc.items():
-                if isinstance(top, dict) and top.get("nodes"):
-                    nodes[key] = len(top["nodes"])
-        except ValueError:
-            pass
-        figures["spy_report_nodes"] = nodes
-    tick = histogram_mean(metrics, "rescope_probe_spy_duration_seconds")
-    if tick is not None:
-        figures["spy_tick_ms_avg"] = round(tick * 1000, 2)
-    # Per reporter: where a tick's time goes (the process walk is the rest).
-    per = {}
-    for line in metrics.splitlines():
-        m = re.match(r'rescope_probe_reporter_duration_seconds_(sum|count)\{reporter="([^"]+)"\} (\S+)', line)
-        if m:
-            per.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
-    figures["reporter_ms_avg"] = {
-        k: round(v["sum"] / v["count"] * 1000, 2) for k, v in sorted(per.items()) if v.get("count")
-    }
-    print(json.dumps(figures, indent=2))
+    results = [p.figures(args) for p in probes]
+    out = results[0] if len(results) == 1 else results
+    print(json.dumps(out, indent=2))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! `--probe.http.listen`: the probe's own HTTP endpoint. `/metrics` serves the
-//! self-metrics in Prometheus text format, `/debug/report` the newest spy report as
-//! JSON (what the probe sees right now, before any delta is computed).
+//! self-metrics in Prometheus text format, `/debug/report` a recent spy report as
+//! JSON (what the probe saw at most a few seconds ago, before any delta is computed;
+//! see [`crate::spy::DEBUG_COPY_EVERY`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,10 @@
 //! 1. The TCP sockets of every network namespace are dumped with sock_diag (the host's,
 //!    and one dump per other namespace the process walker found). A namespace is
 //!    entered once, on a dedicated thread, to create its netlink sockets; they stay
-//!    bound to it, so later dumps run from this thread.
+//!    bound to it, so later dumps run from this thread. A dump walks the kernel's
+//!    whole TCP table, so a namespace whose TCP counters did not move since its last
+//!    dump ([`TcpCounters`]) is not dumped again: its last dump is used (and it is
+//!    dumped anyway every `REDUMP_TICKS` ticks).
 //! 2. If conntrack is on and readable, each namespace's conntrack flows are read too
 //!    (followed through events, with a full dump now and then): they give the
 //!    direction of flows conntrack saw, connections that already closed, and NAT
@@ -23,7 +26,9 @@
 //!    under the rewritten address with `copy_of` naming the original.
 //!
 //! The hot path works on fixed-size keys; node ID strings are built once per end
-//! point and reused across ticks while it lives.
+//! point and reused across ticks while it lives. When a tick's sockets, flows and
+//! owners are exactly the last tick's, so is the graph: it is not built again, and
+//! once it has been stable for two ticks its nodes are copied with new timestamps.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -46,6 +51,7 @@ use crate::sys::netns::{self, NetnsError, NetnsRunner, NetnsTarget};
 use crate::sys::sockdiag::{
     CONNECTION_AND_LISTEN_STATES, NetlinkError, SockDiag, TcpSocket, TcpState,
 };
+use crate::sys::tcp_counters::{TcpCounters, TcpFingerprint};
 use crate::walker::ProcessWalker;
 
 /// `latest` key holding the pid of the process owning an end point.
@@ -59,6 +65,9 @@ const UNRESOLVED_RETRY_TICKS: u64 = 30;
 const OPEN_RETRY_TICKS: u64 = 30;
 /// Ticks before a non-host namespace's conntrack is tried again after a failure.
 const CONNTRACK_RETRY_TICKS: u64 = 300;
+/// Ticks after which a namespace is dumped again even though its TCP counters did not
+/// move (they can miss a listener replaced by another within one tick).
+const REDUMP_TICKS: u64 = 10;
 
 /// An IP network in CIDR notation (`10.32.0.0/12`, `fd00::/8`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -228,6 +237,14 @@ impl NsPlan {
 struct Namespace {
     diag: Option<SockDiag>,
     diag_retry_tick: u64,
+    /// The namespace's TCP counters, read before each dump to tell whether it is
+    /// needed (`None` when they could not be opened: then every tick dumps).
+    counters: Option<TcpCounters>,
+    /// The counters read just before the last complete dump.
+    dumped_at: Option<TcpFingerprint>,
+    dumped_tick: u64,
+    /// The last dump's sockets.
+    sockets: Vec<TcpSocket>,
     conntrack: Option<ConntrackTracker>,
     conntrack_retry_tick: u64,
     /// Closed conntrack flows already reported (each is reported once).
@@ -260,6 +277,28 @@ struct Scratch {
     nodes: Vec<Acc>,
     edges: Vec<(u32, u32)>,
     closed_now: HashSet<u64>,
+    /// The owner of each socket of `sockets`, in order.
+    owners: Vec<Option<u32>>,
+    counter_buf: Vec<u8>,
+}
+
+/// The inputs the last graph was built from: when a tick's are the same, so is the
+/// graph, and the last tick's nodes are sent again with new timestamps.
+#[derive(Debug, Default)]
+struct LastBuild {
+    valid: bool,
+    /// Namespaces and their socket and flow counts, in plan order.
+    plans: Vec<(u64, bool, usize, usize)>,
+    sockets: Vec<TcpSocket>,
+    owners: Vec<Option<u32>>,
+    flows: Vec<Flow>,
+    networks_version: u64,
+    /// The build reported closed flows for the first time (the next one would not).
+    reported_closed: bool,
+    /// The nodes sent, to be copied with fresh timestamps. Kept only once the graph
+    /// was the same twice in a row, so a host whose sockets change every tick does
+    /// not pay for a copy it never uses.
+    nodes: Option<std::collections::BTreeMap<Str, Node>>,
 }
 
 /// Reports the Endpoint topology.
@@ -290,6 +329,13 @@ pub struct EndpointReporter {
     unresolved: HashMap<u64, u64>,
     tick: u64,
     scratch: Scratch,
+    /// Bumped whenever the local networks change (scopes of end points change).
+    networks_version: u64,
+    last: LastBuild,
+    /// Namespace dumps skipped because the namespace's counters had not moved.
+    dumps_skipped: u64,
+    /// Ticks whose graph was the last tick's.
+    graphs_reused: u64,
 }
 
 impl EndpointReporter {
@@ -319,6 +365,10 @@ impl EndpointReporter {
             unresolved: HashMap::new(),
             tick: 0,
             scratch: Scratch::default(),
+            networks_version: 0,
+            last: LastBuild::default(),
+            dumps_skipped: 0,
+            graphs_reused: 0,
         }
     }
 
@@ -328,6 +378,7 @@ impl EndpointReporter {
         if networks != self.local_networks {
             self.local_networks = networks;
             self.ids.clear();
+            self.networks_version += 1;
         }
     }
 
@@ -350,6 +401,18 @@ impl EndpointReporter {
     /// How many times the "conntrack unavailable" warning was logged.
     pub fn conntrack_warnings(&self) -> u64 {
         self.conntrack_health.warnings()
+    }
+
+    /// How many namespace dumps were skipped because the namespace's TCP counters
+    /// showed no change.
+    pub fn dumps_skipped(&self) -> u64 {
+        self.dumps_skipped
+    }
+
+    /// How many ticks sent the previous tick's graph again (same sockets, flows and
+    /// owners).
+    pub fn graphs_reused(&self) -> u64 {
+        self.graphs_reused
     }
 
     fn in_local_network(&self, ip: IpAddr) -> bool {
@@ -426,16 +489,24 @@ impl EndpointReporter {
             && ns.conntrack.is_none()
             && (plan.host || ns.conntrack_retry_tick <= self.tick);
         if want_diag || want_ct {
+            let proc_root = self.proc_root.clone();
             let opened = self.in_namespace(plan, move || {
                 (
-                    want_diag.then(|| SockDiag::open(CONNECTION_AND_LISTEN_STATES)),
+                    want_diag.then(|| {
+                        SockDiag::open(CONNECTION_AND_LISTEN_STATES)
+                            .map(|d| (d, TcpCounters::open_current(&proc_root).ok()))
+                    }),
                     want_ct.then(|| ConntrackTracker::open(RESYNC_EVERY)),
                 )
             });
             match opened {
                 Ok((diag, ct)) => {
                     match diag {
-                        Some(Ok(d)) => ns.diag = Some(d),
+                        Some(Ok((d, counters))) => {
+                            ns.diag = Some(d);
+                            ns.counters = counters;
+                            ns.dumped_at = None;
+                        }
                         Some(Err(e)) => {
                             ns.diag_retry_tick = self.tick + OPEN_RETRY_TICKS;
                             self.note_error(plan, &mut ns, &e.to_string());
@@ -471,16 +542,37 @@ impl EndpointReporter {
         if self.processes
             && let Some(diag) = ns.diag.as_mut()
         {
-            match diag.dump_tcp(&mut self.scratch.sockets) {
-                Ok(_) => ns.last_error = None,
-                Err(e) => {
-                    self.scratch.sockets.truncate(start);
-                    if diag.is_broken() {
-                        ns.diag = None;
+            // Counters first: anything that changes after this reading shows at the
+            // next tick, whether or not this dump saw it.
+            let counters = ns
+                .counters
+                .as_ref()
+                .and_then(|c| c.read(&mut self.scratch.counter_buf).ok());
+            let unchanged = counters.is_some()
+                && counters == ns.dumped_at
+                && self.tick < ns.dumped_tick + REDUMP_TICKS;
+            if unchanged {
+                self.dumps_skipped += 1;
+            } else {
+                ns.sockets.clear();
+                ns.dumped_at = None;
+                match diag.dump_tcp(&mut ns.sockets) {
+                    Ok(summary) => {
+                        ns.last_error = None;
+                        ns.dumped_tick = self.tick;
+                        // A dump the kernel flagged as inconsistent is not trusted twice.
+                        ns.dumped_at = counters.filter(|_| !summary.interrupted);
                     }
-                    self.note_error(plan, &mut ns, &e.to_string());
+                    Err(e) => {
+                        ns.sockets.clear();
+                        if diag.is_broken() {
+                            ns.diag = None;
+                        }
+                        self.note_error(plan, &mut ns, &e.to_string());
+                    }
                 }
             }
+            self.scratch.sockets.extend_from_slice(&ns.sockets);
         }
         self.scratch
             .socket_ranges
@@ -687,8 +779,11 @@ impl EndpointReporter {
         owner_ns.and_then(|n| s.listen_any.get(&(n, key.port)).copied())
     }
 
-    /// Turns the sockets and flows into end points and edges.
-    fn build_graph(&mut self, tick: &Tick, plans: &[NsPlan]) {
+    /// Turns the sockets and flows into end points and edges. Returns whether closed
+    /// flows were reported for the first time (the next build with the same inputs
+    /// leaves them out).
+    fn build_graph(&mut self, tick: &Tick, plans: &[NsPlan]) -> bool {
+        let mut newly_closed = false;
         self.scratch.index.clear();
         self.scratch.nodes.clear();
         self.scratch.edges.clear();
@@ -745,6 +840,7 @@ impl EndpointReporter {
                     if !reported.insert(key) {
                         continue;
                     }
+                    newly_closed = true;
                 }
                 let (client, server) = flow.client_server();
                 let (c, s) = (self.key_of(scope, client), self.key_of(scope, server));
@@ -800,6 +896,65 @@ impl EndpointReporter {
         }
         self.scratch.edges.sort_unstable();
         self.scratch.edges.dedup();
+        newly_closed
+    }
+
+    /// The owner of every socket of this tick, in order (what the graph depends on
+    /// besides the sockets and flows themselves).
+    fn find_owners(&mut self, tick: &Tick) {
+        let mut owners = std::mem::take(&mut self.scratch.owners);
+        owners.clear();
+        owners.extend(
+            self.scratch
+                .sockets
+                .iter()
+                .map(|sock| self.owner(tick, sock.inode)),
+        );
+        self.scratch.owners = owners;
+    }
+
+    /// Whether this tick's inputs are those the last graph was built from.
+    fn same_inputs(&self, plans: &[NsPlan]) -> bool {
+        let (l, s) = (&self.last, &self.scratch);
+        l.valid
+            && !l.reported_closed
+            && l.networks_version == self.networks_version
+            && l.plans.len() == plans.len()
+            && plans
+                .iter()
+                .zip(&l.plans)
+                .enumerate()
+                .all(|(i, (p, last))| {
+                    *last
+                        == (
+                            p.netns,
+                            p.host,
+                            s.socket_ranges[i].len(),
+                            s.flow_ranges[i].len(),
+                        )
+                })
+            && l.sockets == s.sockets
+            && l.owners == s.owners
+            && l.flows == s.flows
+    }
+
+    fn remember_inputs(&mut self, plans: &[NsPlan], reported_closed: bool) {
+        let (l, s) = (&mut self.last, &self.scratch);
+        l.valid = true;
+        l.reported_closed = reported_closed;
+        l.networks_version = self.networks_version;
+        l.plans.clear();
+        l.plans.extend(plans.iter().enumerate().map(|(i, p)| {
+            (
+                p.netns,
+                p.host,
+                s.socket_ranges[i].len(),
+                s.flow_ranges[i].len(),
+            )
+        }));
+        l.sockets.clone_from(&s.sockets);
+        l.owners.clone_from(&s.owners);
+        l.flows.clone_from(&s.flows);
     }
 
     fn endpoint_id(&mut self, key: EndpointKey) -> Str {
@@ -829,7 +984,9 @@ impl EndpointReporter {
         text.clone()
     }
 
-    fn emit(&mut self, tick: &Tick) -> Report {
+    /// The report of the graph in the scratch space; with `keep`, a copy of its nodes
+    /// is kept for [`EndpointReporter::emit_again`].
+    fn emit(&mut self, tick: &Tick, keep: bool) -> Report {
         let mut report = Report::empty();
         let now = tick.now;
         let nodes = std::mem::take(&mut self.scratch.nodes);
@@ -854,6 +1011,9 @@ impl EndpointReporter {
             }
             topology.nodes.insert(node.id.clone(), node);
         }
+        if keep {
+            self.last.nodes = Some(topology.nodes.clone());
+        }
         self.scratch.nodes = nodes;
         self.scratch.edges = edges;
         let tick_no = self.tick;
@@ -861,6 +1021,42 @@ impl EndpointReporter {
         if tick_no.is_multiple_of(60) {
             self.pid_text.retain(|_, (_, used)| *used + 60 > tick_no);
         }
+        report
+    }
+}
+
+impl EndpointReporter {
+    /// The report of this tick's sockets and flows: built anew, or, when sockets,
+    /// flows and owners are those of the last build, the last nodes with new
+    /// timestamps.
+    fn graph(&mut self, tick: &Tick, plans: &[NsPlan]) -> Report {
+        self.find_owners(tick);
+        if self.same_inputs(plans) {
+            self.graphs_reused += 1;
+            if self.last.nodes.is_some() {
+                return self.emit_again(tick);
+            }
+            // The graph built last tick (still in the scratch space) is stable: send
+            // it and keep a copy of its nodes.
+            return self.emit(tick, true);
+        }
+        self.last.nodes = None;
+        self.index_namespaces(plans);
+        let reported_closed = self.build_graph(tick, plans);
+        self.remember_inputs(plans, reported_closed);
+        self.emit(tick, false)
+    }
+
+    /// The last tick's nodes again, with this tick's timestamps.
+    fn emit_again(&mut self, tick: &Tick) -> Report {
+        let mut report = Report::empty();
+        let mut nodes = self.last.nodes.clone().unwrap_or_default();
+        for node in nodes.values_mut() {
+            for (_, entry) in node.latest.iter_mut() {
+                entry.timestamp = tick.now;
+            }
+        }
+        report.topology_mut(TopologyKind::Endpoint).nodes = nodes;
         report
     }
 }
@@ -905,9 +1101,7 @@ impl Reporter for EndpointReporter {
         self.namespaces.retain(|ns, _| live.contains(ns));
 
         self.resolve_owners(tick);
-        self.index_namespaces(&plans);
-        self.build_graph(tick, &plans);
-        Ok(self.emit(tick))
+        Ok(self.graph(tick, &plans))
     }
 }
 
@@ -1028,9 +1222,7 @@ mod tests {
                 ..ProcSnapshot::default()
             }),
         };
-        r.index_namespaces(&plans);
-        r.build_graph(&tick, &plans);
-        r.emit(&tick)
+        r.graph(&tick, &plans)
     }
 
     fn edges(report: &Report) -> Vec<(String, String)> {
@@ -1217,6 +1409,70 @@ mod tests {
             edges(&report),
             [pair("h1;172.17.0.2;40000", "h1;172.17.0.3;80")]
         );
+    }
+
+    #[test]
+    fn an_unchanged_tick_sends_the_same_graph_with_new_timestamps() {
+        let mut r = reporter();
+        let s = [
+            sock("0.0.0.0:80", "0.0.0.0:0", TcpState::Listen, 1),
+            sock("10.0.0.5:80", "10.0.0.9:40000", TcpState::Established, 2),
+        ];
+        let first = run(&mut r, &s, &[], &[(1, 42), (2, 42)]);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = run(&mut r, &s, &[], &[(1, 42), (2, 42)]);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        // The third time from the copy kept of the second.
+        let third = run(&mut r, &s, &[], &[(1, 42), (2, 42)]);
+        assert_eq!(r.graphs_reused(), 2);
+        assert_eq!(first[TopologyKind::Endpoint].nodes.len(), 2);
+        assert_eq!(edges(&first), edges(&second));
+        assert_eq!(edges(&first), edges(&third));
+        let stamp = |report: &Report| {
+            report[TopologyKind::Endpoint].nodes[";10.0.0.5;80"]
+                .latest
+                .get(PID)
+                .expect("pid")
+                .timestamp
+        };
+        assert!(stamp(&second) > stamp(&first), "fresh timestamps");
+        assert!(stamp(&third) > stamp(&second), "fresh timestamps");
+        assert_eq!(
+            latest(&third, ";10.0.0.5;80", HOST_NODE_ID).as_deref(),
+            Some("h1;<host>")
+        );
+        let restamped = |mut report: Report| {
+            for node in report
+                .topology_mut(TopologyKind::Endpoint)
+                .nodes
+                .values_mut()
+            {
+                for (_, entry) in node.latest.iter_mut() {
+                    entry.timestamp = rescope_report::GoTime::default();
+                }
+            }
+            report
+        };
+        assert_eq!(restamped(third.clone()), restamped(second.clone()));
+
+        // Another owner, another socket, another network: built again.
+        let changed = run(&mut r, &s, &[], &[(1, 42), (2, 43)]);
+        assert_eq!(latest(&changed, ";10.0.0.5;80", PID).as_deref(), Some("43"));
+        let more = [
+            s[0],
+            s[1],
+            sock("10.0.0.5:80", "10.0.0.7:40001", TcpState::Established, 3),
+        ];
+        let fourth = run(&mut r, &more, &[], &[(1, 42), (2, 43)]);
+        assert_eq!(edges(&fourth).len(), 2);
+        r.set_local_networks(vec!["10.0.0.0/8".parse().expect("cidr")]);
+        let fifth = run(&mut r, &more, &[], &[(1, 42), (2, 43)]);
+        assert!(
+            fifth[TopologyKind::Endpoint]
+                .nodes
+                .contains_key("h1;10.0.0.5;80")
+        );
+        assert_eq!(r.graphs_reused(), 2);
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub fn probe_for(
 /// to the configured apps (or prints JSON reports with `publish_stdout`), serving
 /// `/metrics` and `/debug/report` when `http_listen` is set.
 pub async fn run(config: config::ProbeConfig, shutdown: Shutdown) -> std::io::Result<()> {
+    sys::malloc::limit_arenas();
     let metrics = Arc::new(selfmetrics::SelfMetrics::new());
     let apps = publish::AppDirectory::default();
     let pipes = pipe::Pipes::new(Arc::new(pipe::WsPipeTransport::new(apps.clone())));

@@ -3,6 +3,7 @@
 //! publisher.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,7 +19,12 @@ use crate::walker::{ProcSnapshot, ProcessWalker};
 
 type SharedReporter = Arc<Mutex<Box<dyn Reporter>>>;
 
-/// Runs the reporters and keeps the newest spy report for `/debug/report`.
+/// The copy of the spy report kept for `/debug/report` is refreshed every this many
+/// ticks: copying a report of thousands of nodes every second cost more than all of
+/// the process reporter, for a page read by hand now and then.
+pub const DEBUG_COPY_EVERY: u64 = 5;
+
+/// Runs the reporters and keeps a recent spy report for `/debug/report`.
 pub struct Spy {
     host_node_id: String,
     walker: Option<Arc<Mutex<ProcessWalker>>>,
@@ -26,6 +32,7 @@ pub struct Spy {
     metrics: Arc<SelfMetrics>,
     latest: Arc<Mutex<Option<Arc<Report>>>>,
     keep_latest: bool,
+    ticks: AtomicU64,
     /// The last error of each reporter, so a failure is logged once, not every tick.
     last_errors: Mutex<HashMap<&'static str, String>>,
 }
@@ -51,6 +58,7 @@ impl Spy {
             metrics,
             latest: Arc::default(),
             keep_latest: false,
+            ticks: AtomicU64::new(0),
             last_errors: Mutex::default(),
         }
     }
@@ -59,7 +67,8 @@ impl Spy {
         self.reporters.push(Arc::new(Mutex::new(reporter)));
     }
 
-    /// Keep a copy of each spy report for [`Spy::latest`].
+    /// Keep a copy of a recent spy report (at most [`DEBUG_COPY_EVERY`] ticks old) in
+    /// the returned slot.
     pub fn keep_latest(&mut self) -> Arc<Mutex<Option<Arc<Report>>>> {
         self.keep_latest = true;
         self.latest.clone()
@@ -141,8 +150,10 @@ impl Spy {
             }
         }
         self.metrics.spy_ran(started.elapsed().as_secs_f64());
+        let tick_no = self.ticks.fetch_add(1, Ordering::Relaxed);
         if self.keep_latest
             && let Ok(mut slot) = self.latest.lock()
+            && (slot.is_none() || tick_no.is_multiple_of(DEBUG_COPY_EVERY))
         {
             *slot = Some(Arc::new(report.clone()));
         }

@@ -4,14 +4,25 @@
 //! each second. The walker keeps what it learned per process (keyed by pid and start
 //! time, so a reused pid is a new process) and only re-reads what can have changed:
 //!
-//! - `stat` every tick (CPU, memory, threads);
+//! - `stat` every tick (CPU, memory, threads), except for single-threaded processes
+//!   that have not run since it was last read (see below);
 //! - command line, open-files limit, uid and network namespace once per process;
 //! - the fd directory of each process every [`FD_LIST_PERIOD`] ticks, staggered by
 //!   pid, and at once for new processes; only fd numbers not seen before are
-//!   `readlink`ed to find new sockets;
+//!   `readlink`ed to find new sockets. A single-threaded process that has not run
+//!   since its last listing cannot have opened or closed anything, so it is listed
+//!   again only after [`FD_RELINK_PERIOD`] ticks;
 //! - on demand, [`ProcessWalker::resolve_sockets`] looks for the owners of sockets the
 //!   kernel reported but the walker has not attributed yet, searching only processes
 //!   of the socket's user.
+//!
+//! Whether a process ran comes from `/proc/<pid>/schedstat`, whose first field is the
+//! main thread's run time in nanoseconds: far cheaper for the kernel to produce than
+//! `stat`, and exact. It speaks for the whole process only when the process has one
+//! thread, so multi-threaded processes are read in full every tick. An idle process's
+//! CPU use is exactly 0; its thread count, state and parent cannot change without it
+//! running, except that its parent may exit (then it is read again at once) and its
+//! memory may be reclaimed (so `stat` is read at least every [`STAT_REFRESH_TICKS`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -27,6 +38,8 @@ pub const FD_LIST_PERIOD: u64 = 5;
 /// How often (in ticks) every fd of a process is `readlink`ed again, catching fd
 /// numbers reused for a different socket.
 pub const FD_RELINK_PERIOD: u64 = 60;
+/// The longest a single-threaded idle process goes without its `stat` being read.
+pub const STAT_REFRESH_TICKS: u64 = 10;
 
 /// What the probe knows about one process at one tick.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +89,30 @@ struct Known {
     last_relink: u64,
     /// `/proc/<pid>/stat`, kept open while file descriptors allow.
     stat_file: Option<std::fs::File>,
+    /// `/proc/<pid>/schedstat`, kept open with the stat file.
+    schedstat_file: Option<std::fs::File>,
+    /// The main thread's run time (ns) when `stat` was last read; 0 when unknown.
+    runtime_at_stat: u64,
+    stat_tick: u64,
+    /// The main thread's run time when the fds were last listed; 0 when unknown.
+    runtime_at_fds: u64,
+    fds_tick: u64,
+}
+
+impl Known {
+    fn open_files(&self) -> usize {
+        usize::from(self.stat_file.is_some()) + usize::from(self.schedstat_file.is_some())
+    }
+
+    /// Whether the fds are worth listing at this process's turn: not for kernel
+    /// threads, nor for a single-threaded process that has not run since the last
+    /// listing (unless that was [`FD_RELINK_PERIOD`] ticks ago: a process sharing its
+    /// fd table with another can see it change without running).
+    fn fds_due(&self, tick: u64, runtime: Option<u64>) -> bool {
+        let idle = runtime.is_some_and(|ns| ns == self.runtime_at_fds)
+            && tick.saturating_sub(self.fds_tick) < FD_RELINK_PERIOD;
+        !self.info.kernel_thread && !idle
+    }
 }
 
 /// How many stat files the walker may keep open: a quarter of the soft limit on open
@@ -107,8 +144,10 @@ pub struct ProcessWalker {
     buf: Vec<u8>,
     fd_buf: Vec<u32>,
     host_netns: Option<u64>,
-    /// How many `/proc/<pid>/stat` files may stay open between ticks.
+    /// How many `/proc/<pid>/stat` and `schedstat` files may stay open between ticks.
     max_open_stats: usize,
+    /// `stat` reads saved because the process had not run.
+    stats_skipped: u64,
 }
 
 fn clk_tck() -> f64 {
@@ -141,7 +180,13 @@ impl ProcessWalker {
             fd_buf: Vec::with_capacity(256),
             host_netns: None,
             max_open_stats: stat_file_budget(),
+            stats_skipped: 0,
         }
+    }
+
+    /// How many `stat` reads were saved because a process had not run since the last.
+    pub fn stats_skipped(&self) -> u64 {
+        self.stats_skipped
     }
 
     pub fn procfs(&self) -> &ProcFs {
@@ -159,12 +204,32 @@ impl ProcessWalker {
         }
         let alive: HashSet<u32> = pids.iter().copied().collect();
         self.known.retain(|pid, _| alive.contains(pid));
-        let mut open_stats = self
-            .known
-            .values()
-            .filter(|k| k.stat_file.is_some())
-            .count();
+        let mut open_stats: usize = self.known.values().map(Known::open_files).sum();
+        let tick = self.tick;
         for pid in pids {
+            let list_fds = (u64::from(pid) + tick).is_multiple_of(FD_LIST_PERIOD);
+            // A single-threaded process that has not run since its stat was read.
+            let mut runtime = None;
+            if let Some(k) = self.known.get_mut(&pid) {
+                runtime = k
+                    .schedstat_file
+                    .as_ref()
+                    .filter(|_| k.info.threads == 1)
+                    .and_then(|f| ProcFs::reread_schedstat(f, &mut self.buf).ok())
+                    .filter(|ns| *ns > 0); // 0: the kernel keeps no schedstats
+                let parent_alive = k.info.ppid == 0 || alive.contains(&k.info.ppid);
+                if runtime == Some(k.runtime_at_stat)
+                    && tick - k.stat_tick < STAT_REFRESH_TICKS
+                    && parent_alive
+                {
+                    self.stats_skipped += 1;
+                    k.info.cpu_percent = elapsed.filter(|e| *e > 0.0).map(|_| 0.0);
+                    if list_fds && k.fds_due(tick, runtime) {
+                        Self::list_fds(&self.fs, tick, pid, k, &mut self.fd_buf, runtime);
+                    }
+                    continue;
+                }
+            }
             let reread = self
                 .known
                 .get(&pid)
@@ -189,19 +254,21 @@ impl ProcessWalker {
                 .is_none_or(|k| k.start_ticks != stat.start_ticks);
             if fresh {
                 if let Some(mut k) = self.first_sight(&stat) {
-                    if open_stats < self.max_open_stats {
+                    if open_stats + 2 <= self.max_open_stats {
                         k.stat_file = self.fs.open_stat(pid).ok();
-                        open_stats += usize::from(k.stat_file.is_some());
+                        k.schedstat_file = self.fs.open_schedstat(pid).ok();
+                        open_stats += k.open_files();
                     }
                     self.known.insert(pid, k);
                 }
                 continue;
             }
-            let (tick, clk, page) = (self.tick, self.clk_tck, self.page_size);
-            let list_fds = (u64::from(pid) + tick).is_multiple_of(FD_LIST_PERIOD);
+            let (clk, page) = (self.clk_tck, self.page_size);
             let Some(k) = self.known.get_mut(&pid) else {
                 continue;
             };
+            k.runtime_at_stat = runtime.unwrap_or(0);
+            k.stat_tick = tick;
             let delta = stat.cpu_ticks.saturating_sub(k.cpu_ticks);
             k.cpu_ticks = stat.cpu_ticks;
             k.info.cpu_percent = elapsed
@@ -211,15 +278,30 @@ impl ProcessWalker {
             k.info.threads = stat.threads;
             k.info.rss_bytes = stat.rss_pages * page;
             k.info.state = stat.state;
-            if list_fds && !k.info.kernel_thread {
-                let relink = tick.saturating_sub(k.last_relink) >= FD_RELINK_PERIOD;
-                if relink {
-                    k.last_relink = tick;
-                }
-                Self::refresh_fds(&self.fs, pid, k, &mut self.fd_buf, relink);
+            if list_fds && k.fds_due(tick, runtime) {
+                Self::list_fds(&self.fs, tick, pid, k, &mut self.fd_buf, runtime);
             }
         }
         Ok(self.snapshot(now))
+    }
+
+    /// The periodic fd listing: new fds are `readlink`ed, and every fd once in
+    /// [`FD_RELINK_PERIOD`] ticks. `runtime` is the run time read before listing.
+    fn list_fds(
+        fs: &ProcFs,
+        tick: u64,
+        pid: u32,
+        k: &mut Known,
+        fd_buf: &mut Vec<u32>,
+        runtime: Option<u64>,
+    ) {
+        let relink = tick.saturating_sub(k.last_relink) >= FD_RELINK_PERIOD;
+        if relink {
+            k.last_relink = tick;
+        }
+        Self::refresh_fds(fs, pid, k, fd_buf, relink);
+        k.runtime_at_fds = runtime.unwrap_or(0);
+        k.fds_tick = tick;
     }
 
     fn first_sight(&mut self, stat: &Stat) -> Option<Known> {
@@ -246,6 +328,11 @@ impl ProcessWalker {
             fds: HashMap::new(),
             last_relink: self.tick,
             stat_file: None,
+            schedstat_file: None,
+            runtime_at_stat: 0,
+            stat_tick: self.tick,
+            runtime_at_fds: 0,
+            fds_tick: self.tick,
             info: ProcessInfo {
                 pid,
                 ppid: stat.ppid,
@@ -447,5 +534,66 @@ mod tests {
         std::fs::remove_dir_all(root.join("11")).expect("rm");
         let snap = w.walk(GoTime::now()).expect("walk");
         assert!(!snap.processes.contains_key(&11));
+    }
+
+    #[test]
+    fn an_idle_single_threaded_process_is_read_again_only_when_it_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let write = |rel: &str, content: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, content).expect("write");
+        };
+        let stat = |ppid: u32, utime: u32| {
+            format!(
+                "20 (idle) S {ppid} 20 20 0 -1 4194560 0 0 0 0 {utime} 0 0 0 20 0 1 0 700 0 50 0\n"
+            )
+        };
+        write(
+            "1/stat",
+            "1 (init) S 0 1 1 0 -1 4194560 0 0 0 0 1 1 0 0 20 0 3 0 100 0 90 0\n",
+        );
+        write("20/stat", &stat(1, 100));
+        write("20/schedstat", "1000000000 0 5\n");
+        write("20/cmdline", "idle\0");
+        std::fs::create_dir_all(root.join("20/fd")).expect("fd dir");
+
+        let mut w = ProcessWalker::new(root, false);
+        w.walk(GoTime::now()).expect("first sight");
+        w.walk(GoTime::now()).expect("stat read, run time noted");
+        assert_eq!(w.stats_skipped(), 0);
+
+        // The stat file says it ran, but its run time did not move: not read.
+        write("20/stat", &stat(1, 150));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let snap = w.walk(GoTime::now()).expect("walk");
+        assert_eq!(w.stats_skipped(), 1);
+        assert_eq!(snap.processes[&20].cpu_percent, Some(0.0));
+
+        // It ran: read, and all the CPU since the last read shows.
+        write("20/schedstat", "1500000000 0 9\n");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let snap = w.walk(GoTime::now()).expect("walk");
+        assert_eq!(w.stats_skipped(), 1);
+        let cpu = snap.processes[&20].cpu_percent.expect("rate");
+        assert!(cpu > 100.0, "50 ticks in ~20 ms: {cpu}");
+
+        // Idle again, but its parent exited: read at once for the new parent.
+        std::fs::remove_dir_all(root.join("1")).expect("rm");
+        write(
+            "7/stat",
+            "7 (reaper) S 0 7 7 0 -1 4194560 0 0 0 0 1 1 0 0 20 0 3 0 600 0 90 0\n",
+        );
+        write("20/stat", &stat(7, 150));
+        let snap = w.walk(GoTime::now()).expect("walk");
+        assert_eq!(snap.processes[&20].ppid, 7);
+
+        // Idle for longer than the refresh period: read anyway (memory may change).
+        let before = w.stats_skipped();
+        for _ in 0..STAT_REFRESH_TICKS {
+            w.walk(GoTime::now()).expect("walk");
+        }
+        assert_eq!(w.stats_skipped() - before, STAT_REFRESH_TICKS - 1);
     }
 }

@@ -224,3 +224,45 @@ fn a_connection_between_two_local_processes_carries_both_pids() {
     assert_owned_by(client, child.0.id());
     assert!(client.adjacency.contains(&server_id));
 }
+
+#[test]
+fn connections_opened_and_closed_between_ticks_are_seen_at_the_next_tick() {
+    let (listener, _client, _accepted) = loopback_pair("127.0.0.1:0").expect("loopback");
+    let server_port = listener.local_addr().expect("addr").port();
+    let server_id = format!("{HOST};127.0.0.1;{server_port}");
+    let mut probe = Probe::new(false);
+    probe.tick();
+    // Nothing of ours changed: this tick may reuse the last dump and graph.
+    let quiet = probe.tick();
+    assert_owned_by(node(&quiet, &server_id), std::process::id());
+
+    let client = TcpStream::connect(("127.0.0.1", server_port)).expect("connect");
+    let (accepted, _) = listener.accept().expect("accept");
+    let client_id = format!(
+        "{HOST};127.0.0.1;{}",
+        client.local_addr().expect("addr").port()
+    );
+    let opened = probe.tick();
+    assert!(node(&opened, &client_id).adjacency.contains(&server_id));
+
+    drop(client);
+    drop(accepted);
+    let mut closed = probe.tick();
+    // Closing takes a few packets on loopback; give it a moment if needed.
+    for _ in 0..20 {
+        if !closed[TopologyKind::Endpoint]
+            .nodes
+            .contains_key(client_id.as_str())
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        closed = probe.tick();
+    }
+    assert!(
+        !closed[TopologyKind::Endpoint]
+            .nodes
+            .contains_key(client_id.as_str()),
+        "the closed connection is gone"
+    );
+}

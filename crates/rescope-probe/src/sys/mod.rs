@@ -2,7 +2,9 @@
 
 pub mod cgroup;
 pub mod conntrack;
+pub mod malloc;
 pub mod netns;
 pub mod proc;
 pub mod sockdiag;
+pub mod tcp_counters;
 pub mod unixhttp;

@@ -132,22 +132,22 @@ impl ProcFs {
 
     /// Reads an open stat file from its start. Fails once the process has exited.
     pub fn reread_stat(file: &File, buf: &mut Vec<u8>) -> io::Result<Stat> {
-        use std::os::unix::fs::FileExt;
-        buf.clear();
-        buf.resize(1024, 0);
-        let mut len = 0;
-        loop {
-            if len == buf.len() {
-                buf.resize(len * 2, 0);
-            }
-            let n = file.read_at(&mut buf[len..], len as u64)?;
-            if n == 0 {
-                break;
-            }
-            len += n;
-        }
-        buf.truncate(len);
+        reread(file, buf, 1024)?;
         parse_stat(buf).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable stat"))
+    }
+
+    /// Opens `/proc/<pid>/schedstat`, to be read again with [`ProcFs::reread_schedstat`].
+    pub fn open_schedstat(&self, pid: u32) -> io::Result<File> {
+        File::open(self.pid_path(pid, "schedstat"))
+    }
+
+    /// The run time of a process's main thread in nanoseconds (the first field of
+    /// `schedstat`), from an open file. 0 when the kernel keeps no such statistics.
+    /// Fails once the process has exited.
+    pub fn reread_schedstat(file: &File, buf: &mut Vec<u8>) -> io::Result<u64> {
+        reread(file, buf, 128)?;
+        parse_schedstat(buf)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable schedstat"))
     }
 
     pub fn stat(&self, pid: u32, buf: &mut Vec<u8>) -> io::Result<Stat> {
@@ -257,6 +257,32 @@ impl ProcFs {
     }
 }
 
+/// Reads an open procfs file from offset 0 into `buf` (no open, no close).
+fn reread(file: &File, buf: &mut Vec<u8>, initial: usize) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    buf.clear();
+    buf.resize(initial, 0);
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        let n = file.read_at(&mut buf[len..], len as u64)?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    buf.truncate(len);
+    Ok(())
+}
+
+/// `schedstat`: run time (ns), wait time (ns), time slices; the first is returned.
+pub fn parse_schedstat(buf: &[u8]) -> Option<u64> {
+    let first = buf.split(|b| b.is_ascii_whitespace()).next()?;
+    std::str::from_utf8(first).ok()?.parse().ok()
+}
+
 fn field(fields: &[&[u8]], i: usize) -> Option<u64> {
     std::str::from_utf8(fields.get(i)?).ok()?.parse().ok()
 }
@@ -272,22 +298,31 @@ pub fn parse_stat(buf: &[u8]) -> Option<Stat> {
         .parse()
         .ok()?;
     let comm = String::from_utf8_lossy(buf.get(open + 1..close)?).into_owned();
-    let rest: Vec<&[u8]> = buf
+    // Fields 3 to 24 are all that is used: kept on the stack (this runs for every
+    // process every tick).
+    let mut rest: [&[u8]; 22] = [&[]; 22];
+    let mut n = 0;
+    for f in buf
         .get(close + 1..)?
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty())
-        .collect();
+        .take(rest.len())
+    {
+        rest[n] = f;
+        n += 1;
+    }
+    let rest = &rest[..n];
     // rest[0] is field 3 (state); field n is rest[n - 3].
     let state = *rest.first()?.first()?;
-    let flags = field(&rest, 9 - 3)?;
+    let flags = field(rest, 9 - 3)?;
     Some(Stat {
         pid,
         comm,
         state,
-        ppid: u32::try_from(field(&rest, 4 - 3)?).ok()?,
-        cpu_ticks: field(&rest, 14 - 3)? + field(&rest, 15 - 3)?,
-        threads: u32::try_from(field(&rest, 20 - 3)?).unwrap_or(u32::MAX),
-        start_ticks: field(&rest, 22 - 3)?,
+        ppid: u32::try_from(field(rest, 4 - 3)?).ok()?,
+        cpu_ticks: field(rest, 14 - 3)? + field(rest, 15 - 3)?,
+        threads: u32::try_from(field(rest, 20 - 3)?).unwrap_or(u32::MAX),
+        start_ticks: field(rest, 22 - 3)?,
         rss_pages: std::str::from_utf8(rest.get(24 - 3)?)
             .ok()?
             .parse::<i64>()
@@ -395,6 +430,9 @@ mod tests {
         assert_eq!(parse_socket_link(b"/dev/null"), None);
         assert_eq!(parse_socket_link(b"pipe:[5]"), None);
         assert_eq!(parse_ns_link(b"net:[4026531840]"), Some(4026531840));
+        assert_eq!(parse_schedstat(b"123456789 5000 42\n"), Some(123456789));
+        assert_eq!(parse_schedstat(b"0 0 0\n"), Some(0));
+        assert_eq!(parse_schedstat(b""), None);
         let limits = b"Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 1048576              files     \n";
         assert_eq!(parse_open_files_limit(limits), Some(1024));
     }
