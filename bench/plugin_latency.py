@@ -2,8 +2,9 @@
 """Measures how fast plugins come and go, end to end, through `rescope launch`.
 
 For each round: start the iowait plugin on a socket in the probe's plugin directory
-and time (a) until the app's `/api` lists it, (b) until its metric is in the host's
-details; then stop it and time (c) until `/api` no longer lists it.
+and time, from the moment its socket appears, (a) until the app's `/api` lists it and
+(b) until its metric is in the host's details; then stop it and time (c) until `/api`
+no longer lists it.
 
     cargo build --release -p rescope -p rescope-iowait
     python3 bench/plugin_latency.py [--rounds 10]
@@ -89,13 +90,15 @@ def main():
 
         for i in range(args.rounds):
             time.sleep(1.3 + 0.37 * i % 1.1)  # start at different points of the probe's cycle
-            t0 = time.monotonic()
+            sock = os.path.join(plugins, "iowait", "iowait.sock")
             plugin = subprocess.Popen(
                 [iowait, "--plugins-root", plugins],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
             try:
+                wait(lambda: os.path.exists(sock), step=0.001)
+                t0 = time.monotonic()
                 wait(lambda: "iowait" in plugin_ids())
                 a = time.monotonic() - t0
                 wait(has_metric)

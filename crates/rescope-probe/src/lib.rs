@@ -83,6 +83,7 @@ pub fn probe_for(
             registry.use_controls(controls.clone());
         }
         spy.add_reporter(Box::new(plugin::PluginReporter(registry.clone())));
+        spy.wake_on(registry.change_notify());
         registry
     });
     let docker = config.docker.then(|| {

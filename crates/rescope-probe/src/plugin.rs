@@ -104,7 +104,16 @@ pub struct PluginRegistry {
     state: Arc<Mutex<Registry>>,
     /// Where plugin controls are registered, and the IDs registered there so far.
     controls: Arc<Mutex<Option<ControlSync>>>,
+    /// Signalled when the plugin list or a plugin's status changes.
+    changes: Arc<tokio::sync::Notify>,
 }
+
+/// How long a new socket is given to start listening before it is polled: plugins
+/// bind and then listen, and a poll in between would show a spurious error.
+const SETTLE: Duration = Duration::from_millis(50);
+/// The least time between two scans caused by directory events, so a directory that
+/// churns cannot keep the probe busy.
+const MIN_EVENT_SCAN_GAP: Duration = Duration::from_millis(200);
 
 /// The outcome of one `/report` call, as the probe judges it (§6.3).
 fn judge(
@@ -231,8 +240,19 @@ fn distrust(root: &Path, socket: &Path, meta: &std::fs::Metadata) -> Option<Stri
     None
 }
 
+/// How deep below the plugins root sockets are looked for.
+const MAX_SCAN_DEPTH: usize = 16;
+
+/// The next directory event, or never when there is no watcher.
+async fn next_event(events: &mut Option<tokio::sync::mpsc::Receiver<()>>) -> Option<()> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn find_sockets(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
-    if depth > 16 {
+    if depth > MAX_SCAN_DEPTH {
         return;
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -258,7 +278,14 @@ impl PluginRegistry {
             settings: Arc::new(settings),
             state: Arc::default(),
             controls: Arc::default(),
+            changes: Arc::default(),
         }
+    }
+
+    /// Notified (one stored permit) whenever a plugin appears, vanishes or changes
+    /// status, so the spy can report the change without waiting for its next tick.
+    pub fn change_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.changes.clone()
     }
 
     /// Registers every control the plugins define (`<plugin>~<control>`) in
@@ -457,21 +484,41 @@ impl PluginRegistry {
         self.sync_controls();
     }
 
-    /// Scans and polls every `interval` until shutdown.
+    /// Scans and polls every `interval`, and at once when the plugins directory
+    /// changes (inotify), until shutdown.
     pub async fn run(self, interval: Duration, mut shutdown: Shutdown) {
+        let scanner = self.clone();
+        let _ = tokio::task::spawn_blocking(move || scanner.scan()).await;
+        let mut events = match crate::sys::dirwatch::watch(&self.settings.root, MAX_SCAN_DEPTH) {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                warn!(error = %e, "cannot watch the plugins directory; new plugins are found by the rescan every {interval:?}");
+                None
+            }
+        };
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_event_scan = tokio::time::Instant::now() - MIN_EVENT_SCAN_GAP;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
+                Some(()) = next_event(&mut events) => {
+                    let earliest = last_event_scan + MIN_EVENT_SCAN_GAP;
+                    tokio::time::sleep_until(earliest.max(tokio::time::Instant::now() + SETTLE)).await;
+                    last_event_scan = tokio::time::Instant::now();
+                }
                 _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
                 return;
             }
+            let before = self.specs();
             let scanner = self.clone();
             let _ = tokio::task::spawn_blocking(move || scanner.scan()).await;
             self.poll().await;
+            if self.specs() != before {
+                self.changes.notify_one();
+            }
         }
     }
 

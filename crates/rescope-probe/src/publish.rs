@@ -220,6 +220,8 @@ pub struct Publisher {
     last_full: Option<Report>,
     publish_count: u64,
     last_attempt: Option<GoTime>,
+    /// The plugin list of the last spy report, to publish a change without waiting.
+    plugins_seen: Option<rescope_report::PluginSpecs>,
 }
 
 impl Publisher {
@@ -268,6 +270,7 @@ impl Publisher {
             last_full: None,
             publish_count: 0,
             last_attempt: None,
+            plugins_seen: None,
         }
     }
 
@@ -290,11 +293,19 @@ impl Publisher {
             tokio::select! {
                 report = reports.recv() => {
                     let Some(report) = report else { return };
+                    // A plugin that came, went or changed status is published at once.
+                    let plugins_changed = self
+                        .plugins_seen
+                        .as_ref()
+                        .is_some_and(|seen| *seen != report.plugins);
+                    if plugins_changed || self.plugins_seen.is_none() {
+                        self.plugins_seen = Some(report.plugins.clone());
+                    }
                     match self.pending.as_mut() {
                         Some(p) => p.merge_owned(report),
                         None => self.pending = Some(report),
                     }
-                    if first {
+                    if first || plugins_changed {
                         first = false;
                         self.publish().await;
                         ticker.reset();

@@ -35,6 +35,8 @@ pub struct Spy {
     ticks: AtomicU64,
     /// The last error of each reporter, so a failure is logged once, not every tick.
     last_errors: Mutex<HashMap<&'static str, String>>,
+    /// Signals that make the spy tick at once (a plugin came or went).
+    wake: Vec<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for Spy {
@@ -60,7 +62,13 @@ impl Spy {
             keep_latest: false,
             ticks: AtomicU64::new(0),
             last_errors: Mutex::default(),
+            wake: Vec::new(),
         }
+    }
+
+    /// Ticks at once, besides every interval, when `notify` is signalled.
+    pub fn wake_on(&mut self, notify: Arc<tokio::sync::Notify>) {
+        self.wake.push(notify);
     }
 
     pub fn add_reporter(&mut self, reporter: Box<dyn Reporter>) {
@@ -194,9 +202,11 @@ impl Spy {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dropped = 0u64;
+        let wake = self.wake.clone();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
+                _ = any_notified(&wake) => {}
                 _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
@@ -216,6 +226,14 @@ impl Spy {
             }
         }
     }
+}
+
+/// Resolves when any of `wake` is signalled; never when there is none.
+async fn any_notified(wake: &[Arc<tokio::sync::Notify>]) {
+    if wake.is_empty() {
+        return std::future::pending().await;
+    }
+    futures_util::future::select_all(wake.iter().map(|n| Box::pin(n.notified()))).await;
 }
 
 #[cfg(test)]

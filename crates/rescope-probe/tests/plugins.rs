@@ -365,6 +365,38 @@ async fn a_new_plugin_is_listed_within_a_second_while_running() {
     let _ = stop.send(true);
 }
 
+#[tokio::test]
+async fn directory_events_find_and_drop_plugins_without_waiting_for_the_rescan() {
+    let (_dir, root) = tempdir();
+    let r = registry(&root);
+    let changes = r.change_notify();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    // The periodic rescan is an hour away: only the directory watcher can see anything.
+    tokio::spawn(r.clone().run(Duration::from_secs(3600), shutdown));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In a subdirectory made after the registry started, as the SDK does.
+    let socket = root.join("watched").join("watched.sock");
+    std::fs::create_dir(root.join("watched")).expect("mkdir");
+    let server = serve(&socket, 200, spec_json("watched", ""), Duration::ZERO).await;
+    tokio::time::timeout(Duration::from_secs(10), changes.notified())
+        .await
+        .expect("the registry signals the new plugin");
+    let listed = r.specs();
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.id.as_str() == "watched" && s.status.as_str() == "ok"),
+        "{listed:?}"
+    );
+    server._task.abort();
+    std::fs::remove_file(&socket).expect("rm");
+    tokio::time::timeout(Duration::from_secs(10), changes.notified())
+        .await
+        .expect("the registry signals the removal");
+    assert!(r.specs().is_empty(), "{:?}", r.specs());
+    let _ = stop.send(true);
+}
+
 /// A controller plugin: `/report` defines `ctrl1` on a Pod node that offers
 /// `ctrl1;ctrl2`; `/control` echoes `NodeID,Control` and sends a shortcut report.
 async fn controller(socket: &Path) -> tokio::task::JoinHandle<()> {

@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod conntrack;
+pub mod dirwatch;
 pub mod malloc;
 pub mod netns;
 pub mod proc;
