@@ -4,8 +4,10 @@
 //! Behaviour follows Scope's registry (plugin IDs from socket names, `GET /report` with
 //! the handshake query, a 500 ms deadline, a 50 MB cap, exactly one spec with the same
 //! ID, Scope's status texts) with these differences:
-//! - the root is created if missing, and rescanned every spy tick, so a new plugin is
-//!   polled within a second and a removed one disappears from the next report;
+//! - the root is created if missing and watched with inotify: a new plugin is polled
+//!   as soon as its socket appears and a removed one is dropped at once, and the spy
+//!   and the publisher report the change without waiting for their intervals; a
+//!   rescan every spy interval is the safety net;
 //! - plugins are polled concurrently in the background; the spy loop only takes the
 //!   latest answers, so a slow or hung plugin delays nothing;
 //! - sockets owned by someone other than root or the probe's user, or inside a
