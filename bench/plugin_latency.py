@@ -7,7 +7,10 @@ and time, from the moment its socket appears, (a) until the app's `/api` lists i
 no longer lists it.
 
     cargo build --release -p rescope -p rescope-iowait
-    python3 bench/plugin_latency.py [--rounds 10]
+    python3 bench/plugin_latency.py [--rounds 10] [--standalone]
+
+`--standalone` runs `rescope app` and `rescope probe` as two processes, the probe
+publishing over HTTP as on a real fleet, instead of `rescope launch`.
 
 Prints each round and the median and worst of each figure. Loopback only.
 """
@@ -55,6 +58,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    ap.add_argument("--standalone", action="store_true", help="rescope app + rescope probe over HTTP")
     args = ap.parse_args()
 
     rescope = os.path.join(args.bin_dir, "rescope")
@@ -69,11 +73,20 @@ def main():
     os.mkdir(plugins, 0o755)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = subprocess.Popen(
-        [rescope, "launch", "--listen", f"127.0.0.1:{port}", "--plugins-root", plugins],
-        stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(scratch, "launch.log"), "w"),
-    )
+    log = open(os.path.join(scratch, "rescope.log"), "w")
+    if args.standalone:
+        procs = [
+            subprocess.Popen([rescope, "app", "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=log),
+            subprocess.Popen([rescope, "probe", "--plugins-root", plugins, base], stdout=subprocess.DEVNULL, stderr=log),
+        ]
+    else:
+        procs = [
+            subprocess.Popen(
+                [rescope, "launch", "--listen", f"127.0.0.1:{port}", "--plugins-root", plugins],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        ]
     listed, in_details, gone = [], [], []
     try:
         wait(lambda: get(f"{base}/api")["hostname"] is not None)
@@ -114,11 +127,13 @@ def main():
             gone.append(c)
             print(f"round {i + 1}: listed in /api after {a * 1000:.0f} ms, metric in details after {b * 1000:.0f} ms, gone {c * 1000:.0f} ms after stop")
     finally:
-        app.send_signal(signal.SIGTERM)
-        try:
-            app.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
         shutil.rmtree(scratch, ignore_errors=True)
 
     def fig(xs):

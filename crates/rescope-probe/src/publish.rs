@@ -222,6 +222,9 @@ pub struct Publisher {
     last_attempt: Option<GoTime>,
     /// The plugin list of the last spy report, to publish a change without waiting.
     plugins_seen: Option<rescope_report::PluginSpecs>,
+    /// The next publish is a full report: an app takes a probe's plugin list from its
+    /// newest full report, so a removed plugin goes only with one.
+    full_next: bool,
 }
 
 impl Publisher {
@@ -271,6 +274,7 @@ impl Publisher {
             publish_count: 0,
             last_attempt: None,
             plugins_seen: None,
+            full_next: false,
         }
     }
 
@@ -302,11 +306,18 @@ impl Publisher {
                         self.plugins_seen = Some(report.plugins.clone());
                     }
                     match self.pending.as_mut() {
-                        Some(p) => p.merge_owned(report),
+                        Some(p) => {
+                            // The plugin list is a state, not a history: the newest
+                            // spy report's replaces the union a merge would give.
+                            let plugins = report.plugins.clone();
+                            p.merge_owned(report);
+                            p.plugins = plugins;
+                        }
                         None => self.pending = Some(report),
                     }
                     if first || plugins_changed {
                         first = false;
+                        self.full_next |= plugins_changed;
                         self.publish().await;
                         ticker.reset();
                     }
@@ -344,6 +355,7 @@ impl Publisher {
         self.last_attempt = Some(now);
         report.window = window;
         let full = self.last_full.is_none()
+            || std::mem::take(&mut self.full_next)
             || self
                 .publish_count
                 .is_multiple_of(u64::from(self.settings.full_report_every));
