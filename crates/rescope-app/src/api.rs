@@ -175,9 +175,6 @@ async fn api_info(State(s): State<AppState>) -> Result<Response, ApiError> {
 
 /// How long a request keeps being rendered ahead of time after it was last made.
 const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(120);
-/// How old (since its snapshot was built) a rendered body may be and still be served
-/// while a newer render is under way: one probe publish interval.
-const SERVE_RENDERED_FOR: std::time::Duration = std::time::Duration::from_secs(3);
 /// At most this many requests are rendered ahead of time.
 const MAX_WATCHED: usize = 32;
 
@@ -201,9 +198,10 @@ async fn rendered(s: &AppState, work: Work) -> Result<Option<Bytes>, ApiError> {
     // While a render pass is under way, the newest finished render is served rather
     // than waiting for the pass: with many probes a pass takes longer than reports
     // take to arrive, and waiting would make the answer no fresher by the time it
-    // arrives. The request is rendered ahead of time by the passes that follow.
+    // arrives. The request is rendered ahead of time by the passes that follow. A
+    // render older than the collector's window (a wedged renderer) is never served.
     if s.renderer.busy()
-        && let Some(body) = s.renderer.recent(&key, SERVE_RENDERED_FOR)
+        && let Some(body) = s.renderer.recent(&key, s.collector.window())
     {
         return Ok(Some(body));
     }
