@@ -195,14 +195,19 @@ async fn rendered(s: &AppState, work: Work) -> Result<Option<Bytes>, ApiError> {
     {
         return Ok(Some(body));
     }
-    // While a render pass is under way, the newest finished render is served rather
-    // than waiting for the pass: with many probes a pass takes longer than reports
+    // Until the current snapshot is rendered, the newest finished render is served
+    // rather than waiting: with many probes a render pass takes longer than reports
     // take to arrive, and waiting would make the answer no fresher by the time it
-    // arrives. The request is rendered ahead of time by the passes that follow. A
-    // render older than the collector's window (a wedged renderer) is never served.
-    if s.renderer.busy()
-        && let Some(body) = s.renderer.recent(&key, s.collector.window())
-    {
+    // arrives. A render is started if none is under way (passes also start on new
+    // reports, see `warm`). A render older than the collector's window (a wedged
+    // renderer) is never served.
+    if let Some(body) = s.renderer.recent(&key, s.collector.window()) {
+        if !s.renderer.busy() {
+            let renderer = s.renderer.clone();
+            tokio::spawn(async move {
+                let _ = renderer.bodies(vec![work]).await;
+            });
+        }
         return Ok(Some(body));
     }
     s.renderer.bodies(vec![work]).await?.transpose()
