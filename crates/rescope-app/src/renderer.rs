@@ -219,27 +219,49 @@ impl Worker {
                 },
             };
             self.busy.store(true, Ordering::Relaxed);
+            // Everything queued is served from one snapshot: with reports arriving
+            // all the time, taking a new snapshot per job would render the fleet
+            // again for each of them and let the queue grow.
+            let mut batch = vec![job];
+            let mut disconnected = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
+                }
+            }
             let snapshot = self.collector.snapshot();
             let started = Instant::now();
             let ctx = RenderContext::new(&snapshot.prepared, snapshot.taken);
-            let mut job = job;
-            loop {
+            for job in batch {
                 self.serve(&snapshot, &ctx, job);
+            }
+            loop {
                 match rx.try_recv() {
                     Ok(more) if self.collector.snapshot().generation == snapshot.generation => {
-                        job = more;
+                        self.serve(&snapshot, &ctx, more);
                     }
                     Ok(more) => {
                         next = Some(more);
                         break;
                     }
                     Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
                 }
             }
             self.busy.store(false, Ordering::Relaxed);
             self.metrics
                 .rendered(started.elapsed().as_micros().min(u64::MAX as u128) as u64);
+            if disconnected && next.is_none() {
+                return;
+            }
         }
     }
 
