@@ -10,7 +10,6 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rescope_render::{RenderContext, detail, list};
 use rescope_report::codec::{self, DecodeError, Format};
 use rescope_report::xfer::PROBE_ID_HEADER;
 use serde::Serialize;
@@ -19,6 +18,7 @@ use tracing::{debug, warn};
 use crate::auth;
 use crate::collector::Collector;
 use crate::config::AppConfig;
+use crate::renderer::{Renderer, Work};
 use crate::ws;
 
 /// Shared by every handler.
@@ -31,45 +31,20 @@ pub struct AppState {
     /// Requests made recently, rendered ahead of time when reports arrive.
     watched: Arc<Mutex<HashMap<String, (Work, std::time::Instant)>>>,
     pub metrics: Arc<crate::metrics::AppMetrics>,
-    cache: Arc<Mutex<RenderCache>>,
-}
-
-/// Rendered JSON bodies of the current snapshot, by request.
-#[derive(Debug, Default)]
-struct RenderCache {
-    generation: u64,
-    bodies: HashMap<String, Bytes>,
+    pub renderer: Renderer,
 }
 
 impl AppState {
     pub fn new(config: Arc<AppConfig>, collector: Arc<Collector>) -> Self {
+        let metrics: Arc<crate::metrics::AppMetrics> = Arc::default();
         AppState {
+            renderer: Renderer::start(collector.clone(), metrics.clone()),
             config,
             collector,
-            metrics: Arc::default(),
+            metrics,
             controls: Default::default(),
             pipes: Default::default(),
             watched: Arc::default(),
-            cache: Arc::default(),
-        }
-    }
-
-    fn cached(&self, generation: u64, key: &str) -> Option<Bytes> {
-        let cache = self.cache.lock().ok()?;
-        (cache.generation == generation)
-            .then(|| cache.bodies.get(key).cloned())
-            .flatten()
-    }
-
-    fn remember(&self, generation: u64, key: String, body: Bytes) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.generation != generation {
-                cache.generation = generation;
-                cache.bodies.clear();
-            }
-            if cache.bodies.len() < 256 {
-                cache.bodies.insert(key, body);
-            }
         }
     }
 }
@@ -198,68 +173,14 @@ async fn api_info(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(json_body(to_json(&info)?))
 }
 
-fn cache_key(kind: &str, view: &str, query: &[(String, String)]) -> String {
-    let mut key = format!("{kind}:{view}?");
-    for (k, v) in query {
-        key.push_str(k);
-        key.push('=');
-        key.push_str(v);
-        key.push('&');
-    }
-    key
-}
-
-/// A rendering request: what a listing, view or details request asks for.
-#[derive(Debug, Clone)]
-pub enum Work {
-    List(Vec<(String, String)>),
-    View(String, Vec<(String, String)>),
-    Node(String, String, Vec<(String, String)>),
-}
-
-#[derive(Serialize)]
-struct NodesBody<'a> {
-    nodes: &'a std::collections::BTreeMap<rescope_report::Str, rescope_render::wire::NodeSummary>,
-}
-
-#[derive(Serialize)]
-struct NodeBody {
-    node: rescope_render::wire::NodeDetails,
-}
-
-impl Work {
-    fn key(&self) -> String {
-        match self {
-            Work::List(q) => cache_key("list", "", q),
-            Work::View(v, q) => cache_key("view", v, q),
-            Work::Node(v, n, q) => cache_key("node", &format!("{v}/{n}"), q),
-        }
-    }
-
-    /// The JSON body; `None` for an unknown view or node.
-    fn render(&self, ctx: &RenderContext<'_>) -> Option<Result<Bytes, ApiError>> {
-        match self {
-            Work::List(q) => Some(to_json(&list::topology_list(ctx, q))),
-            Work::View(view, q) => {
-                let r = rescope_render::render_in(ctx, view, q)?;
-                let summaries = rescope_render::summaries(&r, ctx.report);
-                Some(to_json(&NodesBody { nodes: &summaries }))
-            }
-            Work::Node(view, node, q) => {
-                let details = detail::details(ctx, view, node, q)?;
-                Some(to_json(&NodeBody { node: details }))
-            }
-        }
-    }
-}
-
 /// How long a request keeps being rendered ahead of time after it was last made.
 const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 /// At most this many requests are rendered ahead of time.
 const MAX_WATCHED: usize = 32;
 
-/// Renders on a blocking thread, caching the body per snapshot generation, and
-/// remembers the request so new reports render it ahead of time.
+/// Renders on the rendering thread (see [`crate::renderer`]), which caches the body
+/// per snapshot generation, and remembers the request so new reports render it ahead
+/// of time.
 async fn rendered(s: &AppState, work: Work) -> Result<Option<Bytes>, ApiError> {
     let key = work.key();
     if let Ok(mut watched) = s.watched.lock()
@@ -267,34 +188,29 @@ async fn rendered(s: &AppState, work: Work) -> Result<Option<Bytes>, ApiError> {
     {
         watched.insert(key.clone(), (work.clone(), std::time::Instant::now()));
     }
-    let snapshot = s.collector.snapshot();
-    if let Some(body) = s.cached(snapshot.generation, &key) {
+    // A request never merges on the async runtime: when the merge is due, the
+    // rendering thread builds it.
+    if let Some(current) = s.collector.current()
+        && let Some(body) = s.renderer.cached(current.generation, &key)
+    {
         return Ok(Some(body));
     }
-    let generation = snapshot.generation;
-    let metrics = s.metrics.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let ctx = RenderContext::new(&snapshot.prepared, snapshot.taken);
-        let out = work.render(&ctx);
-        metrics.rendered(started.elapsed().as_micros() as u64);
-        out
-    })
-    .await
-    .map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering failed: {e}"),
-        )
-    })?;
-    match out {
-        Some(Ok(body)) => {
-            s.remember(generation, key, body.clone());
-            Ok(Some(body))
+    // Until the current snapshot is rendered, the newest finished render is served
+    // rather than waiting: with many probes a render pass takes longer than reports
+    // take to arrive, and waiting would make the answer no fresher by the time it
+    // arrives. A render is started if none is under way (passes also start on new
+    // reports, see `warm`). A render older than the collector's window (a wedged
+    // renderer) is never served.
+    if let Some(body) = s.renderer.recent(&key, s.collector.window()) {
+        if !s.renderer.busy() {
+            let renderer = s.renderer.clone();
+            tokio::spawn(async move {
+                let _ = renderer.bodies(vec![work]).await;
+            });
         }
-        Some(Err(e)) => Err(e),
-        None => Ok(None),
+        return Ok(Some(body));
     }
+    s.renderer.bodies(vec![work]).await?.transpose()
 }
 
 /// Whenever reports arrive, renders the requests clients made recently, so their next
@@ -316,30 +232,20 @@ pub async fn warm(s: AppState, mut shutdown: crate::Shutdown) {
         let work: Vec<Work> = match s.watched.lock() {
             Ok(mut watched) => {
                 watched.retain(|_, (_, at)| at.elapsed() < WATCH_FOR);
-                watched.values().map(|(w, _)| w.clone()).collect()
+                let mut work: Vec<(String, Work)> = watched
+                    .iter()
+                    .map(|(k, (w, _))| (k.clone(), w.clone()))
+                    .collect();
+                work.sort_by(|a, b| a.0.cmp(&b.0));
+                work.into_iter().map(|(_, w)| w).collect()
             }
             Err(_) => continue,
         };
         if work.is_empty() {
             continue;
         }
-        let snapshot = s.collector.snapshot();
-        let state = s.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let ctx = RenderContext::new(&snapshot.prepared, snapshot.taken);
-            for w in work {
-                let key = w.key();
-                if state.cached(snapshot.generation, &key).is_some() {
-                    continue;
-                }
-                if let Some(Ok(body)) = w.render(&ctx) {
-                    state.remember(snapshot.generation, key, body);
-                }
-            }
-            state.metrics.rendered(started.elapsed().as_micros() as u64);
-        })
-        .await;
+        // Waits until the pass is done, so passes never pile up.
+        let _ = s.renderer.bodies(work).await;
     }
 }
 

@@ -28,7 +28,9 @@ pub struct ProbeInfo {
 #[derive(Debug)]
 struct ProbeState {
     probe_id: String,
-    report: Report,
+    /// Shared with a snapshot being built, which merges outside the lock; a report
+    /// arriving meanwhile copies it first.
+    report: Arc<Report>,
     arrived: Instant,
     arrived_wall: GoTime,
     reports: u64,
@@ -49,6 +51,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// When the merge was built.
+    pub fn built(&self) -> Instant {
+        self.built
+    }
+
     /// The merged report with part-merged nodes, as `/api/report` serves it.
     pub fn merged(&self) -> Report {
         let mut r = self.prepared.clone();
@@ -160,17 +167,18 @@ impl Collector {
         }
         let state = inner.probes.entry(key).or_insert_with(|| ProbeState {
             probe_id: probe_id.to_string(),
-            report: Report::empty(),
+            report: Arc::new(Report::empty()),
             arrived: now,
             arrived_wall: wall,
             reports: 0,
         });
+        let stored = Arc::make_mut(&mut state.report);
         match kind {
-            ReportKind::Full => state.report.apply_keeping_history(&report, true),
-            ReportKind::Delta => state.report.apply_keeping_history(&report, false),
-            ReportKind::Shortcut => state.report.merge_from(&report),
+            ReportKind::Full => stored.apply_keeping_history(&report, true),
+            ReportKind::Delta => stored.apply_keeping_history(&report, false),
+            ReportKind::Shortcut => stored.merge_from(&report),
         }
-        state.report.drop_samples_before(cutoff);
+        stored.drop_samples_before(cutoff);
         state.arrived = now;
         state.arrived_wall = wall;
         state.reports += 1;
@@ -204,35 +212,56 @@ impl Collector {
         Duration::from_millis((probes * 10).min(1000))
     }
 
-    /// The current merged view (cached until something changes, see
-    /// [`Collector::rebuild_delay`]).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        let Ok(mut inner) = self.inner.lock() else {
-            return Arc::new(Snapshot {
-                generation: 0,
-                prepared: Report::empty(),
-                partial: Vec::new(),
-                taken: GoTime::now(),
-                built: Instant::now(),
-            });
-        };
+    /// The cached merged view if it is current: nothing arrived since it was built,
+    /// or it is younger than the rebuild delay. Never merges.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        let mut inner = self.inner.lock().ok()?;
         self.expire(&mut inner);
         let delay = Duration::from_millis((inner.probes.len() as u64 * 10).min(1000));
-        if let Some(cached) = &inner.cached
-            && (!inner.dirty || cached.built.elapsed() < delay)
-        {
-            return cached.clone();
-        }
+        inner
+            .cached
+            .as_ref()
+            .filter(|c| !inner.dirty || c.built.elapsed() < delay)
+            .cloned()
+    }
+
+    /// The current merged view (cached until something changes, see
+    /// [`Collector::rebuild_delay`]). The merge runs outside the lock, so reports keep
+    /// arriving while it is built.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let (generation, reports) = {
+            let Ok(mut inner) = self.inner.lock() else {
+                return Arc::new(Snapshot {
+                    generation: 0,
+                    prepared: Report::empty(),
+                    partial: Vec::new(),
+                    taken: GoTime::now(),
+                    built: Instant::now(),
+                });
+            };
+            self.expire(&mut inner);
+            let delay = Duration::from_millis((inner.probes.len() as u64 * 10).min(1000));
+            if let Some(cached) = &inner.cached
+                && (!inner.dirty || cached.built.elapsed() < delay)
+            {
+                return cached.clone();
+            }
+            let mut keys: Vec<&String> = inner.probes.keys().collect();
+            keys.sort();
+            let reports: Vec<(Arc<Report>, u64)> = keys
+                .into_iter()
+                .map(|k| (inner.probes[k].report.clone(), inner.probes[k].reports))
+                .collect();
+            (inner.generation, reports)
+        };
         let mut merged = Report::empty();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        let mut keys: Vec<&String> = inner.probes.keys().collect();
-        keys.sort();
-        for key in keys {
-            let state = &inner.probes[key];
-            state.report.id.hash(&mut hasher);
-            state.reports.hash(&mut hasher);
-            merged.merge_from(&state.report);
+        for (report, count) in &reports {
+            report.id.hash(&mut hasher);
+            count.hash(&mut hasher);
+            merged.merge_from(report);
         }
+        drop(reports);
         merged.id = Str::from(format!("{:x}", hasher.finish()));
         merged.upgrade();
         let mut partial = Vec::new();
@@ -250,14 +279,25 @@ impl Collector {
             }
         }
         let snapshot = Arc::new(Snapshot {
-            generation: inner.generation,
+            generation,
             prepared: merged,
             partial,
             taken: GoTime::now(),
             built: Instant::now(),
         });
-        inner.cached = Some(snapshot.clone());
-        inner.dirty = false;
+        if let Ok(mut inner) = self.inner.lock() {
+            // Another thread may have built a newer one meanwhile.
+            if inner
+                .cached
+                .as_ref()
+                .is_none_or(|c| c.generation <= generation)
+            {
+                inner.cached = Some(snapshot.clone());
+                if inner.generation == generation {
+                    inner.dirty = false;
+                }
+            }
+        }
         snapshot
     }
 

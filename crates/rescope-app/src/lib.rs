@@ -10,6 +10,7 @@ pub mod controls;
 pub mod metrics;
 pub mod pipes;
 pub mod probe_ws;
+pub mod renderer;
 pub mod ui;
 pub mod ws;
 

@@ -5,6 +5,7 @@
 //! stops reading is dropped after a write timeout instead of holding memory.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,7 +14,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use rescope_render::RenderContext;
 use rescope_render::wire::NodeSummary;
 use rescope_report::Str;
 use serde::Serialize;
@@ -103,17 +103,8 @@ async fn render(
     s: &AppState,
     view: &str,
     query: &[(String, String)],
-) -> Option<BTreeMap<Str, NodeSummary>> {
-    let snapshot = s.collector.snapshot();
-    let (view, query) = (view.to_string(), query.to_vec());
-    tokio::task::spawn_blocking(move || {
-        let ctx = RenderContext::new(&snapshot.prepared, snapshot.taken);
-        let r = rescope_render::render_in(&ctx, &view, &query)?;
-        Some(rescope_render::summaries(&r, ctx.report))
-    })
-    .await
-    .ok()
-    .flatten()
+) -> Option<Arc<BTreeMap<Str, NodeSummary>>> {
+    s.renderer.summaries(view, query).await
 }
 
 async fn stream(
@@ -136,7 +127,7 @@ async fn stream(
         let _ = closed_tx.send(());
     });
     let mut changes = s.collector.subscribe();
-    let mut previous = BTreeMap::new();
+    let mut previous: Arc<BTreeMap<Str, NodeSummary>> = Arc::default();
     let mut first = true;
     loop {
         let sent_at = tokio::time::Instant::now();

@@ -1,10 +1,12 @@
 //! The views the API offers, their options, and how options filter nodes
 //! (protocol.md §7.2.2, §8.2, §8.5).
 
-use rescope_report::{Node, id};
+use std::collections::HashSet;
+
+use rescope_report::{Node, Str, StringSet, id};
 use serde::Serialize;
 
-use crate::pipeline::{Nodes, filter_unconnected_pseudo, is_pseudo, prune_edges};
+use crate::pipeline::{Nodes, is_pseudo};
 
 /// Which nodes an option keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +63,9 @@ impl Predicate {
         }
     }
 
-    fn matches(self, n: &Node) -> bool {
+    /// Whether a node passes this option (pseudo nodes pass unless the option is
+    /// about them).
+    pub fn matches(self, n: &Node) -> bool {
         if !self.pseudo_aware() && is_pseudo(n) {
             return true;
         }
@@ -328,47 +332,138 @@ pub fn view(id: &str) -> Option<ViewSpec> {
     views().into_iter().find(|v| v.id == id)
 }
 
-/// Applies a view's options as the request's query selects them. With no query
-/// parameters at all, Scope applies no option (not even the defaults); only pseudo
-/// nodes without connections are removed. Returns how many nodes were removed.
+/// Which nodes of a rendered view a request's options keep, and which of their edges
+/// remain, worked out without copying the view (see [`Selection::of`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    /// Nodes the options (or the unconnected-pseudo filter) removed.
+    pub removed: HashSet<Str>,
+    /// Whether edges are restricted to the kept nodes. Scope prunes edges only when a
+    /// step removed nodes, so a view nothing was removed from keeps dangling edges.
+    pub prune: bool,
+    /// How many nodes were removed.
+    pub filtered: usize,
+}
+
+impl Selection {
+    /// Applies a view's options as the request's query selects them. With no query
+    /// parameters at all, Scope applies no option (not even the defaults); only pseudo
+    /// nodes without connections are removed.
+    pub fn of(nodes: &Nodes, groups: &[OptionGroup], query: &[(String, String)]) -> Selection {
+        let mut removed: HashSet<Str> = HashSet::new();
+        if !query.is_empty() {
+            let selected = selected_predicates(groups, query);
+            for (id, n) in nodes {
+                if !selected
+                    .iter()
+                    .all(|any_of| any_of.iter().any(|p| p.matches(n)))
+                {
+                    removed.insert(id.clone());
+                }
+            }
+        }
+        let pruned_first = !removed.is_empty();
+        // The Internet-to-Internet edge goes; then pseudo nodes without an edge to or
+        // from another node (edges as the first step left them).
+        let kept_after_first =
+            |t: &Str| !pruned_first || (nodes.contains_key(t) && !removed.contains(t));
+        let mut linked: HashSet<&Str> = HashSet::new();
+        for (nid, node) in nodes {
+            if removed.contains(nid) {
+                continue;
+            }
+            for t in node.adjacency.iter() {
+                if t != nid && kept_after_first(t) && !internet_to_internet(nid, t) {
+                    linked.insert(nid);
+                    linked.insert(t);
+                }
+            }
+        }
+        let unlinked: Vec<Str> = nodes
+            .iter()
+            .filter(|(nid, n)| is_pseudo(n) && !removed.contains(*nid) && !linked.contains(nid))
+            .map(|(nid, _)| nid.clone())
+            .collect();
+        let prune = pruned_first || !unlinked.is_empty();
+        removed.extend(unlinked);
+        let filtered = removed.len();
+        Selection {
+            removed,
+            prune,
+            filtered,
+        }
+    }
+
+    pub fn keeps(&self, id: &str) -> bool {
+        !self.removed.contains(id)
+    }
+
+    /// The edges of a kept node as the options leave them.
+    pub fn adjacency<'a>(
+        &'a self,
+        nodes: &'a Nodes,
+        id: &'a Str,
+        node: &'a Node,
+    ) -> impl Iterator<Item = &'a Str> + 'a {
+        node.adjacency.iter().filter(move |t| {
+            !internet_to_internet(id, t)
+                && (!self.prune || (nodes.contains_key(*t) && !self.removed.contains(*t)))
+        })
+    }
+}
+
+fn internet_to_internet(from: &str, to: &str) -> bool {
+    from == id::INCOMING_INTERNET_ID && to == id::OUTGOING_INTERNET_ID
+}
+
+fn selected_predicates(groups: &[OptionGroup], query: &[(String, String)]) -> Vec<Vec<Predicate>> {
+    groups
+        .iter()
+        .map(|g| {
+            let value = query
+                .iter()
+                .find(|(k, _)| k == g.id)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or(g.default_value);
+            let values: Vec<&str> = if g.select_type == "union" {
+                value.split(',').collect()
+            } else {
+                vec![value]
+            };
+            g.options
+                .iter()
+                .filter(|o| values.contains(&o.value))
+                .map(|o| o.predicate)
+                .collect()
+        })
+        .filter(|preds: &Vec<Predicate>| !preds.is_empty())
+        .collect()
+}
+
+/// Applies a view's options as the request's query selects them (see
+/// [`Selection::of`]), removing nodes and edges from `nodes`. Returns how many nodes
+/// were removed.
 pub fn apply_options(
     nodes: &mut Nodes,
     groups: &[OptionGroup],
     query: &[(String, String)],
 ) -> usize {
-    let mut removed = 0;
-    if !query.is_empty() {
-        let selected: Vec<Vec<Predicate>> = groups
-            .iter()
-            .map(|g| {
-                let value = query
-                    .iter()
-                    .find(|(k, _)| k == g.id)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or(g.default_value);
-                let values: Vec<&str> = if g.select_type == "union" {
-                    value.split(',').collect()
-                } else {
-                    vec![value]
-                };
-                g.options
-                    .iter()
-                    .filter(|o| values.contains(&o.value))
-                    .map(|o| o.predicate)
-                    .collect()
-            })
-            .filter(|preds: &Vec<Predicate>| !preds.is_empty())
-            .collect();
-        let before = nodes.len();
-        nodes.retain(|_, n| {
-            selected
-                .iter()
-                .all(|any_of| any_of.iter().any(|p| p.matches(n)))
-        });
-        removed = before - nodes.len();
-        if removed > 0 {
-            prune_edges(nodes);
+    let selection = Selection::of(nodes, groups, query);
+    let edges: Vec<(Str, StringSet)> = nodes
+        .iter()
+        .filter(|(id, _)| selection.keeps(id))
+        .map(|(id, n)| {
+            (
+                id.clone(),
+                selection.adjacency(nodes, id, n).cloned().collect(),
+            )
+        })
+        .collect();
+    nodes.retain(|id, _| selection.keeps(id));
+    for (id, adjacency) in edges {
+        if let Some(n) = nodes.get_mut(&id) {
+            n.adjacency = adjacency;
         }
     }
-    removed + filter_unconnected_pseudo(nodes)
+    selection.filtered
 }

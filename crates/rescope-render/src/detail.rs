@@ -104,6 +104,32 @@ pub fn controls(node: &Node, report: &Report) -> Vec<ControlInstance> {
 /// Children summarised and grouped by topology. Unlike Scope, groups for topologies
 /// outside the fixed list carry their nodes.
 pub fn children(node: &Node, report: &Report) -> Vec<ChildGroup> {
+    children_resolved(node, report, &|c| c)
+}
+
+/// The full node of a child a view keeps as a stub (see [`crate::pipeline::child_copy`]):
+/// the node as the view it came from rendered it. Hosts adopt containers before image
+/// names are attached; images and host names group the containers view.
+pub fn full_child<'c>(ctx: &'c RenderContext<'_>, view: &str, child: &'c Node) -> &'c Node {
+    if !crate::pipeline::is_stub_child(&child.topology) {
+        return child;
+    }
+    let found = match child.topology.as_str() {
+        "process" => ctx.processes().get(&child.id),
+        "container" if view == "hosts" => ctx.containers_base().nodes.get(&child.id),
+        "container" => ctx.containers().nodes.get(&child.id),
+        "container_image" => ctx.images().get(&child.id),
+        _ => None,
+    };
+    found.unwrap_or(child)
+}
+
+/// [`children`], with stub children replaced by `resolve`.
+pub fn children_resolved<'n>(
+    node: &'n Node,
+    report: &Report,
+    resolve: &dyn Fn(&'n Node) -> &'n Node,
+) -> Vec<ChildGroup> {
     let mut by_topology: BTreeMap<&str, Vec<&Node>> = BTreeMap::new();
     for child in node.children.values() {
         if child.topology == TopologyKind::Endpoint.name() || child.id == node.id {
@@ -112,7 +138,7 @@ pub fn children(node: &Node, report: &Report) -> Vec<ChildGroup> {
         by_topology
             .entry(child.topology.as_str())
             .or_default()
-            .push(child);
+            .push(resolve(child));
     }
     let summarise = |nodes: &[&Node]| {
         let mut out: Vec<_> = nodes
@@ -347,7 +373,7 @@ pub fn details(
         } else {
             controls(&node, report)
         },
-        children: children(&node, report),
+        children: children_resolved(&node, report, &|c| full_child(ctx, view, c)),
         connections: connections(&node, &filtered, report, view),
     })
 }

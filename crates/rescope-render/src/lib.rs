@@ -98,6 +98,63 @@ pub fn render_in(
     Some(rendered)
 }
 
+/// A view as a request's options select it: the shared unfiltered render and what the
+/// options keep of it. Cheaper than [`render_in`], which copies the kept nodes.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub base: std::rc::Rc<Rendered>,
+    pub selection: catalog::Selection,
+}
+
+impl Selected {
+    /// The kept nodes, in ID order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&Str, &rescope_report::Node)> {
+        self.base
+            .nodes
+            .iter()
+            .filter(|(id, _)| self.selection.keeps(id))
+    }
+
+    /// How many nodes the render and the options removed.
+    pub fn filtered(&self) -> usize {
+        self.base.filtered + self.selection.filtered
+    }
+
+    /// The edges of a kept node.
+    pub fn adjacency<'a>(
+        &'a self,
+        id: &'a Str,
+        node: &'a rescope_report::Node,
+    ) -> impl Iterator<Item = &'a Str> + 'a {
+        self.selection.adjacency(&self.base.nodes, id, node)
+    }
+}
+
+/// Renders a view (once per context) and works out what the query's options keep.
+pub fn select(ctx: &RenderContext<'_>, view: &str, query: &[(String, String)]) -> Option<Selected> {
+    let spec = catalog::view(view)?;
+    let base = render_unfiltered(ctx, view)?;
+    let groups = spec.options.unwrap_or_default();
+    let selection = catalog::Selection::of(&base.nodes, &groups, query);
+    Some(Selected { base, selection })
+}
+
+/// Summaries of the nodes a selection keeps, without metric samples (as listings and
+/// websockets send them). Equal to [`summaries`] of [`render_in`]'s result.
+pub fn selected_summaries(
+    selected: &Selected,
+    report: &Report,
+) -> BTreeMap<Str, wire::NodeSummary> {
+    selected
+        .nodes()
+        .filter_map(|(id, n)| {
+            let mut s = summary::summarize(n, report, false)?;
+            s.adjacency = selected.adjacency(id, n).cloned().collect();
+            Some((id.clone(), s))
+        })
+        .collect()
+}
+
 /// Renders one view of a prepared report.
 pub fn render(
     report: &Report,

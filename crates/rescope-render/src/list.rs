@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::catalog::{self, OptionGroup};
 use crate::views::RenderContext;
-use crate::{pipeline, render_in};
+use crate::{pipeline, select};
 
 /// Node and edge counts of a rendered view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -30,15 +30,19 @@ pub struct TopologyDesc {
 
 /// The stats of one view rendered with the query's options.
 pub fn stats(ctx: &RenderContext<'_>, view: &str, query: &[(String, String)]) -> Stats {
-    let Some(r) = render_in(ctx, view, query) else {
+    let Some(r) = select(ctx, view, query) else {
         return Stats::default();
     };
-    Stats {
-        node_count: r.nodes.len(),
-        nonpseudo_node_count: r.nodes.values().filter(|n| !pipeline::is_pseudo(n)).count(),
-        edge_count: r.nodes.values().map(|n| n.adjacency.len()).sum(),
-        filtered_nodes: r.filtered,
+    let mut stats = Stats {
+        filtered_nodes: r.filtered(),
+        ..Stats::default()
+    };
+    for (id, n) in r.nodes() {
+        stats.node_count += 1;
+        stats.nonpseudo_node_count += usize::from(!pipeline::is_pseudo(n));
+        stats.edge_count += r.adjacency(id, n).count();
     }
+    stats
 }
 
 /// Top-level views sorted by name, each with its sub-views in registration order.

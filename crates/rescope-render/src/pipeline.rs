@@ -36,12 +36,54 @@ pub fn add_child(parent: &mut Node, child: &Node, with_children: bool, now: GoTi
             parent
                 .children
                 .entry(cid.clone())
-                .or_insert_with(|| c.clone());
+                .or_insert_with(|| child_copy(c));
         }
     }
-    let mut copy = child.clone();
-    copy.children.clear();
-    parent.children.insert(copy.id.clone(), copy);
+    parent.children.insert(child.id.clone(), child_copy(child));
+}
+
+/// Child topologies kept as stubs (ID and topology only). End point children are only
+/// ever read for their IDs (connection tables look the end points up in the report);
+/// processes, containers and images are the nodes of another view of the same render,
+/// and details look them up there ([`crate::detail`]). Copying them whole made every
+/// render copy the fleet's processes and end points into every view built on them.
+const STUB_CHILDREN: [TopologyKind; 4] = [
+    TopologyKind::Endpoint,
+    TopologyKind::Process,
+    TopologyKind::Container,
+    TopologyKind::ContainerImage,
+];
+
+/// Whether children of this topology are kept as stubs (see [`child_copy`]).
+pub fn is_stub_child(topology: &str) -> bool {
+    STUB_CHILDREN.iter().any(|k| k.name() == topology)
+}
+
+/// What a rendered node keeps of a child: a stub for the topologies in
+/// `STUB_CHILDREN`, otherwise the child without its own children.
+pub fn child_copy(child: &Node) -> Node {
+    if is_stub_child(&child.topology) {
+        return Node {
+            id: child.id.clone(),
+            topology: child.topology.clone(),
+            ..Node::default()
+        };
+    }
+    without_children(child)
+}
+
+/// A copy of a node without its children.
+pub fn without_children(node: &Node) -> Node {
+    Node {
+        id: node.id.clone(),
+        topology: node.topology.clone(),
+        sets: node.sets.clone(),
+        adjacency: node.adjacency.clone(),
+        latest: node.latest.clone(),
+        metrics: node.metrics.clone(),
+        parents: node.parents.clone(),
+        children: BTreeMap::new(),
+    }
 }
 
 /// Maps every input node to zero or more output nodes and rewrites edges by the

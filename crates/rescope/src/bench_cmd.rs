@@ -87,6 +87,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s on every platform Rescope runs on.
+    Some((utime + stime) / 100.0)
+}
+
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
@@ -238,6 +250,9 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         ("topology list", "/api/topology"),
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); views.len()];
+    let app_pid = app_process.as_ref().and_then(|c| c.id());
+    let cpu_start = app_pid.and_then(cpu_seconds);
+    let measuring = Instant::now();
     let mut rss_peak: f64 = 0.0;
     let mut nodes = 0;
     while Instant::now() < deadline {
@@ -291,6 +306,13 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
     );
     if app_process.is_some() {
         println!("app peak RSS: {rss_peak:.0} MiB");
+    }
+    if let (Some(start), Some(end)) = (cpu_start, app_pid.and_then(cpu_seconds)) {
+        println!(
+            "app CPU while measuring: {:.2} cores on average (of {} available to everything on the machine)",
+            (end - start) / measuring.elapsed().as_secs_f64(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
     }
     Ok(())
 }
