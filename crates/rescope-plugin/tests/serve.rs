@@ -110,7 +110,9 @@ fn start<P: Plugin>(root: &std::path::Path, spec: Spec, plugin: P) -> Running {
     Running {
         stop: Some(tx),
         task,
-        client: PluginClient::new(&socket),
+        // Generous: a panicking handler prints a backtrace, which takes a while to
+        // symbolise on a loaded machine. These tests check answers, not speed.
+        client: PluginClient::new(&socket).timeout(std::time::Duration::from_secs(10)),
         socket,
     }
 }
