@@ -1,14 +1,26 @@
-import { useEffect, useMemo, useRef, useState } from "react";
+import { Suspense, lazy, useEffect, useMemo, useRef, useState } from "react";
 import Details from "./components/Details";
 import OptionsBar from "./components/OptionsBar";
 import Plugins from "./components/Plugins";
 import SearchBox from "./components/SearchBox";
 import TableView from "./components/TableView";
-import TerminalPanel from "./components/TerminalPanel";
 import TopologyBar from "./components/TopologyBar";
 import GraphView from "./graph/GraphView";
 import { searchNodes } from "./search";
 import { useStore } from "./store";
+
+// The terminal (xterm.js) is a third of the bundle: loaded when a terminal first opens.
+const TerminalPanel = lazy(() => import("./components/TerminalPanel"));
+
+function Terminal() {
+  const open = useStore((s) => s.terminal != null);
+  if (!open) return null;
+  return (
+    <Suspense fallback={null}>
+      <TerminalPanel />
+    </Suspense>
+  );
+}
 
 /** Above this many nodes the graph offers the table, which reads better at that size. */
 const SUGGEST_TABLE = 1000;
@@ -164,7 +176,7 @@ export default function App() {
         </span>
         <Plugins />
       </footer>
-      <TerminalPanel />
+      <Terminal />
       <Toasts />
     </div>
   );

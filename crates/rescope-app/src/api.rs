@@ -90,6 +90,7 @@ fn not_found() -> Response {
 /// The router with every API route.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    crate::ui::warm_in_background();
     Router::new()
         .route("/api", get(api_info))
         .route("/api/topology", get(topology_list))

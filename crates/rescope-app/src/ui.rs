@@ -43,6 +43,29 @@ pub fn available() -> bool {
     Assets::get("index.html").is_some()
 }
 
+/// Compresses the UI's files on a background thread, once per process, so the first
+/// browser to load the UI does not wait for it (the bundle is close to a megabyte).
+pub fn warm_in_background() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let _ = std::thread::Builder::new()
+            .name("ui-gzip".into())
+            .spawn(|| {
+                for path in Assets::iter() {
+                    if let Some(file) = Assets::get(&path)
+                        && compressible(file.metadata.mimetype())
+                    {
+                        gzipped(&etag_of(&file), &file.data);
+                    }
+                }
+            });
+    });
+}
+
+fn etag_of(file: &rust_embed::EmbeddedFile) -> String {
+    format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]))
+}
+
 /// Serves `/` and the UI's files; anything else is Scope's plain 404.
 pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
@@ -63,7 +86,7 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
         }
         return not_found();
     };
-    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
+    let etag = etag_of(&file);
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
