@@ -53,6 +53,21 @@ async function pollTopologies() {
   }
 }
 
+let countsTimer: ReturnType<typeof setTimeout> | null = null;
+
+/**
+ * Refreshes the view list (and its node counts) soon after the view gained or lost
+ * nodes, rather than at the next poll: the counts in the topology bar then agree
+ * with the map. Several diffs in a row cause one request.
+ */
+function countsChanged() {
+  if (countsTimer) return;
+  countsTimer = setTimeout(() => {
+    countsTimer = null;
+    void pollTopologies();
+  }, 500);
+}
+
 class TopologySocket {
   private ws: WebSocket | null = null;
   private key = "";
@@ -110,6 +125,7 @@ class TopologySocket {
     this.queue = [];
     if (batch.length === 0 || key !== this.key) return;
     useStore.getState().applyDiff(key, batch.length === 1 ? batch[0] : mergeDiffs(batch));
+    if (batch.some((d) => d.add?.length || d.remove?.length)) countsChanged();
   }
 
   close() {
@@ -230,6 +246,8 @@ export function startLive(): () => void {
     unsub();
     socket.close();
     timers.forEach(clearInterval);
+    if (countsTimer) clearTimeout(countsTimer);
+    countsTimer = null;
     window.removeEventListener("hashchange", onHash);
     window.removeEventListener("popstate", onHash);
   };
