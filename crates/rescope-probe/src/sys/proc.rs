@@ -258,7 +258,7 @@ impl ProcFs {
 }
 
 /// Reads an open procfs file from offset 0 into `buf` (no open, no close).
-fn reread(file: &File, buf: &mut Vec<u8>, initial: usize) -> io::Result<()> {
+pub(crate) fn reread(file: &File, buf: &mut Vec<u8>, initial: usize) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     buf.clear();
     buf.resize(initial, 0);

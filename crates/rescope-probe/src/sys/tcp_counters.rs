@@ -23,7 +23,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// The counters that change when a namespace's TCP sockets do.
@@ -75,21 +74,7 @@ impl TcpCounters {
 
 /// Reads a whole procfs file from offset 0 into `buf`.
 fn read_at_start(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    buf.resize(4096, 0);
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        let n = file.read_at(&mut buf[len..], len as u64)?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-    }
-    buf.truncate(len);
-    Ok(())
+    super::proc::reread(file, buf, 4096)
 }
 
 fn words(line: &[u8]) -> impl Iterator<Item = &[u8]> {
