@@ -26,6 +26,8 @@ if [[ "$mode" == test ]]; then
     need_cmd clang clang
     # llvm-strip makes the rebuilt object byte-identical to the committed one.
     need_cmd llvm-strip llvm
+    # The HTTPS tests make their certificate with openssl.
+    need_cmd openssl openssl
 fi
 
 if ((${#want_apt[@]})); then

@@ -169,6 +169,10 @@ pub struct ProbeConfig {
     pub docker_socket: String,
     /// Token sent as `Authorization: Scope-Probe token=…`.
     pub token: Secret,
+    /// Also trust these PEM certificate authorities for `https://` apps.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any certificate from `https://` apps (Scope: `probe.insecure`).
+    pub tls_insecure: bool,
     /// Print reports as JSON on stdout instead of publishing.
     pub publish_stdout: bool,
     /// Serve `/metrics` and `/debug/report` here.
@@ -200,12 +204,19 @@ impl ProbeConfig {
             docker: true,
             docker_socket: "/var/run/docker.sock".to_string(),
             token: Secret::default(),
+            tls_ca_file: None,
+            tls_insecure: false,
             publish_stdout: false,
             http_listen: None,
             hostname: hostname.into(),
             probe_id: new_probe_id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
+    }
+
+    /// The TLS settings for `https://` apps: fails on an unusable CA file.
+    pub fn client_tls(&self) -> Result<crate::tls::ClientTls, String> {
+        crate::tls::ClientTls::new(self.tls_ca_file.as_deref(), self.tls_insecure)
     }
 
     /// The host's node ID, `<hostname>;<host>`.

@@ -112,6 +112,16 @@ pub struct ProbeOptions {
     )]
     pub token: Option<String>,
 
+    /// Also trust the certificate authorities in this PEM file for `https://` apps (an
+    /// app serving a self-signed or private-CA certificate).
+    #[arg(long = "tls-ca-file", env = "RESCOPE_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+
+    /// Accept any certificate from `https://` apps. Reports and controls can then be
+    /// read and changed by anyone on the network path; prefer --tls-ca-file.
+    #[arg(long = "insecure", alias = "probe.insecure", env = "RESCOPE_INSECURE", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub insecure: bool,
+
     /// Print reports as JSON on standard output instead of publishing.
     #[arg(long = "publish-stdout", alias = "probe.publish.stdout", env = "RESCOPE_PUBLISH_STDOUT", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     pub publish_stdout: bool,
@@ -176,6 +186,8 @@ impl ProbeOptions {
         config.docker = self.docker;
         config.docker_socket = self.docker_host.trim_start_matches("unix://").to_string();
         config.token = Secret(self.token.unwrap_or_default());
+        config.tls_ca_file = self.tls_ca_file;
+        config.tls_insecure = self.insecure;
         config.publish_stdout = self.publish_stdout;
         config.http_listen = self.http_listen;
         Ok(config)
