@@ -130,9 +130,15 @@ try {
     execFileSync(bin, ["bench", "report", "--processes", String(n), "--endpoints", String(n * 2), "--containers", "20", "--hostname", `sim-${n}`, "--seed", String(n), "-o", file]);
     await post(file, `sim-${n}`);
     const feeder = setInterval(() => post(file, `sim-${n}`).catch(() => {}), 3000);
-    // The view: this host's processes (only its own: the search pins them).
-    const view = (await (await fetch(`${base}api/topology/processes?unconnected=show`)).json()).nodes;
-    const expected = Object.values(view).filter((x) => x.labelMinor?.startsWith(`sim-${n}`) || x.pseudo).length;
+    // The view: this host's processes, once the app shows them (it renders a new
+    // report a moment after it arrives).
+    let view = {};
+    let expected = 0;
+    for (let i = 0; i < 100 && expected < n; i++) {
+      if (i > 0) await sleep(100);
+      view = (await (await fetch(`${base}api/topology/processes?unconnected=show`)).json()).nodes ?? {};
+      expected = Object.values(view).filter((x) => x.labelMinor?.startsWith(`sim-${n}`) || x.pseudo).length;
+    }
     const total = Object.keys(view).length;
 
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });

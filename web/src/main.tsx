@@ -18,9 +18,9 @@ createRoot(document.getElementById("root")!).render(
 );
 
 /**
- * The page's icon, added once the first view is on screen: the browser draws an SVG
- * icon on the page's main thread, which would otherwise hold up the first graph (by
- * 30–200 ms in headless Chromium on a busy machine).
+ * The page's icon, added once the first view is on screen and the page is idle: the
+ * browser draws an SVG icon on the page's main thread, which would otherwise hold up
+ * the first graph (by 30–200 ms in headless Chromium on a busy machine).
  */
 function addIconLater() {
   const add = () => {
@@ -35,6 +35,8 @@ function addIconLater() {
     if (s.nodesKey === "") return;
     unsub();
     clearTimeout(timer);
-    setTimeout(add, 1000);
+    // In a quiet moment, so it does not hold up the user's first pans either.
+    if (typeof requestIdleCallback === "function") requestIdleCallback(add, { timeout: 5000 });
+    else setTimeout(add, 1000);
   });
 }
