@@ -184,14 +184,9 @@ impl SocketTable {
                 }
             };
             match found {
-                Some(socket) if SocketKey::of(&socket) != *key => {
-                    self.synced = false;
-                    self.touched = touched;
-                    return Ok(Update::NeedsDump(
-                        "an exact request answered another socket",
-                    ));
-                }
-                Some(socket) if is_tracked(socket.state) => {
+                // A request for a connection that no longer exists is answered with
+                // the listener on its port, if there is one: the connection is gone.
+                Some(socket) if SocketKey::of(&socket) == *key && is_tracked(socket.state) => {
                     if socket.inode == 0 && may_be_accepted(socket.state) {
                         self.unaccepted.entry(*key).or_insert((tick, *exact));
                     } else {
@@ -374,7 +369,8 @@ impl ChangeFeed {
         };
         match tracker.drain(&mut self.changes) {
             Ok(drained) => {
-                if drained.lost {
+                // A change whose namespace could not be read belongs to no namespace.
+                if drained.lost || self.changes.iter().any(|c| c.netns == 0) {
                     self.lost = true;
                     self.stats.losses += 1;
                 }
@@ -504,6 +500,20 @@ mod tests {
             t.apply(&[], 2, kernel(&[])).expect("applies"),
             Update::Unchanged
         );
+    }
+
+    #[test]
+    fn a_connection_answered_by_its_listener_is_gone() {
+        let listener = sock(80, 0, Listen, 10);
+        let mut t = table(&[listener, sock(80, 5000, Established, 12)]);
+        let answer_listener = |_: &ExactSocket| Ok::<_, ()>(Some(listener));
+        let update = t.apply(
+            &[change(4, SynRecv, Established, 80, 5000)],
+            1,
+            answer_listener,
+        );
+        assert_eq!(update, Ok(Update::Updated { lookups: 1 }));
+        assert_eq!(t.sockets(), &[listener]);
     }
 
     #[test]
