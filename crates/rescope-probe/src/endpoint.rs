@@ -8,9 +8,12 @@
 //!    and one dump per other namespace the process walker found). A namespace is
 //!    entered once, on a dedicated thread, to create its netlink sockets; they stay
 //!    bound to it, so later dumps run from this thread. A dump walks the kernel's
-//!    whole TCP table, so a namespace whose TCP counters did not move since its last
-//!    dump ([`TcpCounters`]) is not dumped again: its last dump is used (and it is
-//!    dumped anyway every `REDUMP_TICKS` ticks).
+//!    whole TCP table, so a namespace is not dumped again when nothing changed: when
+//!    the eBPF change tracker runs ([`crate::socket_table`]), the last dump is updated
+//!    from the namespace's TCP state changes (one exact sock_diag request per new or
+//!    changed socket); otherwise a namespace whose TCP counters did not move since its
+//!    last dump ([`TcpCounters`]) keeps it. Either way it is dumped again every
+//!    `REDUMP_TICKS` ticks, and when the tracker lost changes.
 //! 2. If conntrack is on and readable, each namespace's conntrack flows are read too
 //!    (followed through events, with a full dump now and then): they give the
 //!    direction of flows conntrack saw, connections that already closed, and NAT
