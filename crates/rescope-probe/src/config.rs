@@ -163,6 +163,10 @@ pub struct ProbeConfig {
     pub processes: bool,
     /// Use netfilter conntrack for short-lived and NAT'd connections.
     pub conntrack: bool,
+    /// Follow TCP state changes with eBPF, so that a network namespace whose sockets
+    /// changed is updated from the changes rather than dumped again (falls back to
+    /// dumps when the kernel or permissions do not allow it).
+    pub track_tcp_changes: bool,
     /// Docker integration.
     pub docker: bool,
     /// The Docker engine's Unix socket.
@@ -201,6 +205,7 @@ impl ProbeConfig {
             proc_root: PathBuf::from("/proc"),
             processes: true,
             conntrack: true,
+            track_tcp_changes: true,
             docker: true,
             docker_socket: "/var/run/docker.sock".to_string(),
             token: Secret::default(),

@@ -20,6 +20,7 @@ pub mod process;
 pub mod publish;
 pub mod reporter;
 pub mod selfmetrics;
+pub mod socket_table;
 pub mod spy;
 pub mod sys;
 pub mod tagger;

@@ -89,6 +89,13 @@ pub struct ProbeOptions {
     #[arg(long = "conntrack", alias = "probe.conntrack", env = "RESCOPE_CONNTRACK", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub conntrack: bool,
 
+    /// Follow TCP state changes with eBPF (tracepoint sock:inet_sock_set_state), so
+    /// connections are updated from the changes instead of dumping every socket each
+    /// tick; without BTF, root or a recent kernel, the probe dumps as before. Scope's
+    /// `--probe.ebpf.connections` is accepted too.
+    #[arg(long = "track-tcp-changes", alias = "probe.ebpf.connections", env = "RESCOPE_TRACK_TCP_CHANGES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    pub track_tcp_changes: bool,
+
     /// Report Docker containers and images.
     #[arg(long = "docker", alias = "probe.docker", env = "RESCOPE_DOCKER", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub docker: bool,
@@ -183,6 +190,7 @@ impl ProbeOptions {
         config.proc_root = self.proc_root;
         config.processes = self.processes;
         config.conntrack = self.conntrack;
+        config.track_tcp_changes = self.track_tcp_changes;
         config.docker = self.docker;
         config.docker_socket = self.docker_host.trim_start_matches("unix://").to_string();
         config.token = Secret(self.token.unwrap_or_default());
