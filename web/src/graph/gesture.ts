@@ -1,9 +1,9 @@
 // Pan and zoom without redrawing. On software WebGL a frame of sigma costs clearing,
 // drawing and presenting its full-size layers again, whatever moved; while the user
-// drags or wheels, the picture only slides and scales. So during such a gesture the
-// layers already drawn are moved with a CSS transform (the compositor does that
-// without touching their pixels) and the view is drawn once, for real, when the
-// gesture ends. Anything else that asks for a frame meanwhile (a live update, a hover
+// drags or wheels, the picture only slides and scales. So during such a gesture a
+// copy of the drawn layers is moved with a CSS transform (the compositor does that
+// without redrawing anything) and the view is drawn once, for real, when the gesture
+// ends. Anything else that asks for a frame meanwhile (a live update, a hover
 // change, the force layout) waits for that one draw.
 
 export interface CameraState {
@@ -96,8 +96,9 @@ export interface GestureOptions {
 }
 
 /**
- * Makes `renderer` move its drawn layers with a CSS transform while the user pans or
- * zooms with the mouse, and draw once when the gesture ends. Camera moves made by code
+ * Makes `renderer` show a copy of its drawn layers, moved with a CSS transform, while
+ * the user pans or zooms with the mouse, and draw once when the gesture ends (without
+ * a 2D context for the copy, its layers themselves are moved). Camera moves made by code
  * (the zoom buttons, fitting the view) are drawn as before. A lookup of the node under
  * the pointer made while the picture is shifted (a click during the glide after a
  * drag) draws first, so it never reads a stale picking buffer. Returns a function that
@@ -114,8 +115,8 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     .filter(([id]) => id !== "mouse")
     .map(([, c]) => c);
   // The picture as one opaque canvas: moving three transparent full-size layers costs
-  // the compositor three blended full-viewport quads a frame (on software GL, ~40 ms
-  // each); one opaque one costs one and hides the page behind it.
+  // the compositor three blended full-viewport quads a frame (on software GL, tens
+  // of ms each); one opaque one costs one and hides the page behind it.
   const mouse = r.getCanvases().mouse;
   const snap = mouse.ownerDocument.createElement("canvas");
   snap.className = "sigma-gesture";
