@@ -195,8 +195,30 @@ try {
       return g?.nodes().find((id) => id.endsWith(";<host>"));
     }),
   );
-  // A real click on the node where sigma drew it.
+  // Pan with a real drag and zoom with the wheel first: while the mouse moves the view
+  // is a snapshot slid with a CSS transform, drawn for real once the gesture ends, and a
+  // click after that must still find the node where it now is.
   await page.waitForTimeout(300);
+  const box = await page.evaluate(() => {
+    const r = window.__rescopeSigma.getContainer().getBoundingClientRect();
+    return { x: r.left, y: r.top, w: r.width, h: r.height };
+  });
+  await page.mouse.move(box.x + 40, box.y + 40);
+  await page.mouse.down();
+  for (let i = 1; i <= 8; i++) await page.mouse.move(box.x + 40 + 10 * i, box.y + 40 + 6 * i);
+  const mid = await page.evaluate(() => {
+    const snap = document.querySelector(".sigma-gesture");
+    const nodes = document.querySelector(".sigma-nodes");
+    return { shown: snap?.style.display === "", transform: snap?.style.transform ?? "", hidden: nodes?.style.opacity === "0" };
+  });
+  if (!mid.shown || !mid.transform.startsWith("matrix(") || !mid.hidden)
+    throw new Error(`while dragging, the view is not a moved snapshot: ${JSON.stringify(mid)}`);
+  await page.mouse.up();
+  await page.mouse.wheel(0, 200);
+  await until("the view drawn for real after the gesture", () =>
+    page.evaluate(() => document.querySelector(".sigma-gesture")?.style.display === "none" && document.querySelector(".sigma-nodes")?.style.opacity === ""),
+  );
+  // A real click on the node where sigma drew it.
   const at = await page.evaluate((id) => {
     const s = window.__rescopeSigma;
     const d = s.getNodeDisplayData(id);

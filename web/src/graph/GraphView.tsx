@@ -6,6 +6,7 @@ import { EdgeArrowProgram, EdgeLineProgram, NodePointProgram } from "sigma/rende
 import type { NodeMap } from "../diff";
 import { useStore } from "../store";
 import type { NodeSummary } from "../types";
+import { transformWhileMoving } from "./gesture";
 import { lazyLayerClears, pickingAtRestOnly, skipPickingWhileMoving } from "./layers";
 import { NODE_GAP, layeredLayout, placeNear, spiralLayout, type Point } from "./layout";
 import ShapeDotProgram from "./shapeProgram";
@@ -286,6 +287,8 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       sigma,
       () => sigma.getCamera().isAnimated() || captor.isMoving || !!captor.draggedEvents || !!captor.currentWheelDirection,
     );
+    // Mouse pans and zooms slide the drawn layers; the view is drawn once they end.
+    const stopGestures = transformWhileMoving(sigma, captor, { stage: sigma.getCanvases().mouse, doc: document });
     // Labels get the room between neighbouring nodes at the current zoom.
     theme.measure = () => {
       if (graph.order > LAYERED_MAX) return 180;
@@ -317,6 +320,7 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     sigma.on("clickStage", () => selectNode(null));
     (window as unknown as { __rescopeSigma?: Sigma }).__rescopeSigma = sigma;
     return () => {
+      stopGestures();
       layoutSeq.current++;
       layoutRef.current?.kill();
       layoutRef.current = null;

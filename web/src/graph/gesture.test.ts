@@ -1,0 +1,178 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { cameraShift, gestureOngoing, transformWhileMoving, type CameraState, type Matrix } from "./gesture";
+
+type Point = { x: number; y: number };
+
+// A renderer-like mapping: the camera's point at the viewport's centre, `ratio` graph
+// units per 100 pixels, y pointing up in the graph.
+const W = 400;
+const H = 200;
+const toGraph = (p: Point, c: CameraState): Point => ({
+  x: ((p.x - W / 2) * c.ratio) / 100 + c.x,
+  y: (-(p.y - H / 2) * c.ratio) / 100 + c.y,
+});
+const toViewport = (g: Point, c: CameraState): Point => ({
+  x: ((g.x - c.x) * 100) / c.ratio + W / 2,
+  y: (-(g.y - c.y) * 100) / c.ratio + H / 2,
+});
+const apply = ([a, b, c, d, e, f]: Matrix, p: Point): Point => ({ x: a * p.x + c * p.y + e, y: b * p.x + d * p.y + f });
+const cam = (x: number, y: number, ratio: number): CameraState => ({ x, y, ratio, angle: 0 });
+
+describe("cameraShift", () => {
+  it("moves every drawn point to where the new camera shows it", () => {
+    const pairs: [CameraState, CameraState][] = [
+      [cam(0.5, 0.5, 1), cam(0.7, 0.4, 1)],
+      [cam(0.5, 0.5, 1), cam(0.5, 0.5, 0.5)],
+      [cam(0.2, 0.9, 2), cam(0.31, 0.75, 0.37)],
+    ];
+    for (const [from, to] of pairs) {
+      const m = cameraShift(toGraph, toViewport, from, to, W, H);
+      for (const g of [{ x: 0, y: 0 }, { x: 1, y: 1 }, { x: 0.3, y: -2 }]) {
+        const was = toViewport(g, from);
+        const is = toViewport(g, to);
+        const moved = apply(m, was);
+        expect(moved.x).toBeCloseTo(is.x, 6);
+        expect(moved.y).toBeCloseTo(is.y, 6);
+      }
+    }
+  });
+
+  it("is a pure translation for a pan and a scale for a zoom", () => {
+    const pan = cameraShift(toGraph, toViewport, cam(0.5, 0.5, 1), cam(0.6, 0.5, 1), W, H);
+    expect(pan.map((v) => +v.toFixed(6))).toEqual([1, 0, 0, 1, -10, 0]);
+    const zoom = cameraShift(toGraph, toViewport, cam(0.5, 0.5, 1), cam(0.5, 0.5, 0.5), W, H);
+    // Twice as large around the viewport's centre.
+    expect(zoom.map((v) => +v.toFixed(6))).toEqual([2, 0, 0, 2, -W / 2, -H / 2]);
+  });
+});
+
+describe("gestureOngoing", () => {
+  const still = { mouseDown: false, animated: false, rendererMoving: false, lastInput: 0 };
+  it("ends only when nothing holds it", () => {
+    expect(gestureOngoing(still, 200, 120)).toBe(false);
+    expect(gestureOngoing(still, 100, 120)).toBe(true);
+    expect(gestureOngoing({ ...still, mouseDown: true }, 1e6, 120)).toBe(true);
+    expect(gestureOngoing({ ...still, animated: true }, 1e6, 120)).toBe(true);
+    expect(gestureOngoing({ ...still, rendererMoving: true }, 1e6, 120)).toBe(true);
+  });
+});
+
+function fakeRenderer() {
+  const container = document.createElement("div");
+  const canvases: Record<string, HTMLCanvasElement> = {};
+  for (const id of ["edges", "nodes", "labels", "mouse"]) {
+    const c = document.createElement("canvas");
+    c.width = W;
+    c.height = H;
+    container.appendChild(c);
+    canvases[id] = c;
+  }
+  let state = cam(0.5, 0.5, 1);
+  const handlers: Record<string, (() => void)[]> = { beforeRender: [], afterRender: [] };
+  const r = {
+    draws: 0,
+    renderFrame: null as number | null,
+    camera: {
+      animated: false,
+      getState: () => ({ ...state }),
+      isAnimated: () => r.camera.animated,
+    },
+    setCamera: (c: CameraState) => {
+      state = c;
+    },
+    render() {
+      handlers.beforeRender.forEach((f) => f());
+      r.draws++;
+      handlers.afterRender.forEach((f) => f());
+      return r;
+    },
+    getNodeAtPosition: (_p: unknown) => "node",
+    getCamera: () => r.camera,
+    getCanvases: () => canvases,
+    getDimensions: () => ({ width: W, height: H }),
+    viewportToFramedGraph: (p: Point, o?: { cameraState?: CameraState }) => toGraph(p, o?.cameraState ?? state),
+    framedGraphToViewport: (p: Point, o?: { cameraState?: CameraState }) => toViewport(p, o?.cameraState ?? state),
+    on: (ev: string, f: () => void) => handlers[ev].push(f),
+  };
+  return { r, canvases, container };
+}
+
+describe("transformWhileMoving", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
+
+  function setup(withSnapshot: boolean) {
+    vi.useFakeTimers();
+    const ctx = { fillStyle: "", fillRect: vi.fn(), drawImage: vi.fn() };
+    vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue((withSnapshot ? ctx : null) as never);
+    const { r, canvases, container } = fakeRenderer();
+    const captor = { isMouseDown: false, isMoving: false, draggedEvents: 0, currentWheelDirection: 0 };
+    const doc = new EventTarget();
+    const stop = transformWhileMoving(r, captor, { stage: canvases.mouse, doc, now: () => Date.now(), quietMs: 120 });
+    const snap = container.querySelector(".sigma-gesture") as HTMLCanvasElement;
+    return { r, canvases, captor, doc, stop, snap, ctx };
+  }
+
+  it("slides a snapshot while the wheel turns and draws once when it stops", () => {
+    const { r, canvases, snap, ctx } = setup(true);
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    // The gesture's first frame is drawn for real and copied.
+    r.render();
+    expect(r.draws).toBe(1);
+    expect(ctx.drawImage).toHaveBeenCalledTimes(3);
+    expect(snap.style.display).toBe("");
+    expect(canvases.nodes.style.opacity).toBe("0");
+    // Later frames only move the copy, and let sigma schedule frames again.
+    r.setCamera(cam(0.5, 0.5, 0.5));
+    r.renderFrame = 42;
+    r.render();
+    expect(r.draws).toBe(1);
+    expect(r.renderFrame).toBe(null);
+    expect(snap.style.transform).toBe("matrix(2,0,0,2,-200,-100)");
+    // Still going while the camera animates, over once it stops and the wheel is quiet.
+    r.camera.animated = true;
+    vi.advanceTimersByTime(500);
+    expect(r.draws).toBe(1);
+    r.camera.animated = false;
+    vi.advanceTimersByTime(100);
+    expect(r.draws).toBe(2);
+    expect(snap.style.display).toBe("none");
+    expect(canvases.nodes.style.opacity).toBe("");
+    // Camera moves made by code draw as before.
+    r.setCamera(cam(0.6, 0.5, 0.5));
+    r.render();
+    expect(r.draws).toBe(3);
+  });
+
+  it("keeps the drag going while the button is held; a lookup on a shifted picture draws first", () => {
+    const { r, captor, doc, canvases } = setup(false);
+    captor.isMouseDown = true;
+    doc.dispatchEvent(new Event("mousemove"));
+    r.setCamera(cam(0.6, 0.5, 1));
+    r.render();
+    // Without a 2D context the layers themselves are moved.
+    expect(r.draws).toBe(0);
+    expect(canvases.nodes.style.transform).toBe("matrix(1,0,0,1,-10,0)");
+    expect(canvases.mouse.style.transform).toBe("");
+    vi.advanceTimersByTime(1000);
+    expect(r.draws).toBe(0);
+    expect(r.getNodeAtPosition({ x: 1, y: 1 })).toBe("node");
+    expect(r.draws).toBe(1);
+    expect(canvases.nodes.style.transform).toBe("");
+    captor.isMouseDown = false;
+    doc.dispatchEvent(new Event("mouseup"));
+    vi.advanceTimersByTime(10);
+    expect(r.draws).toBe(2);
+  });
+
+  it("ignores mouse moves without a button held", () => {
+    const { r, doc } = setup(true);
+    doc.dispatchEvent(new Event("mousemove"));
+    r.setCamera(cam(0.6, 0.5, 1));
+    r.render();
+    r.render();
+    expect(r.draws).toBe(2);
+  });
+});
