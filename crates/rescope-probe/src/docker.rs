@@ -6,6 +6,15 @@
 //! so a new container shows within the next spy tick. When the daemon is absent or
 //! restarts, the watcher says so once, keeps retrying, and says when it is back; the
 //! reporter meanwhile reports no containers. Reporting itself never waits on Docker.
+//!
+//! The watcher also knows the engine's networks. The subnets of its bridge networks
+//! are only unique on this host, so their addresses are scoped by the host ID, in end
+//! point IDs (through [`DockerReporter::share_local_networks`]) and in the containers'
+//! `docker_container_ips_with_scopes` alike, which is what lets the app join a
+//! connection seen only by conntrack to the containers at its ends (Scope does the
+//! same for `docker0`). Every network's subnets go into the `local_networks` of the
+//! `#docker_peer_<host>` overlay node, so the app does not take container addresses
+//! for the Internet (protocol.md §2.12, §8.3).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -13,9 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerInspectResponse, ImageSummary};
+use bollard::models::{ContainerInspectResponse, EventMessageTypeEnum, ImageSummary, Network};
 use bollard::query_parameters::{
     EventsOptions, InspectContainerOptions, ListContainersOptions, ListImagesOptions,
+    ListNetworksOptions,
 };
 use futures_util::StreamExt;
 use rescope_report::{
@@ -25,6 +35,7 @@ use rescope_report::{
 use tracing::{info, warn};
 
 use crate::Shutdown;
+use crate::endpoint::{Cidr, LocalNetworks};
 use crate::reporter::{Reporter, ReporterError, Tick};
 use crate::sys::cgroup;
 
@@ -35,6 +46,7 @@ pub const REFRESH: Duration = Duration::from_secs(10);
 struct State {
     containers: BTreeMap<String, ContainerInspectResponse>,
     images: Vec<ImageSummary>,
+    networks: Vec<Network>,
     connected: bool,
 }
 
@@ -93,13 +105,63 @@ impl DockerWatcher {
             }
         }
         let images = docker.list_images(None::<ListImagesOptions>).await?;
+        let networks = docker.list_networks(None::<ListNetworksOptions>).await?;
         if let Ok(mut s) = self.state.lock() {
             s.containers = containers;
             s.images = images;
+            s.networks = networks;
             s.connected = true;
         }
         self.changes.notify_waiters();
         Ok(())
+    }
+
+    async fn refresh_images(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
+        let images = docker.list_images(None::<ListImagesOptions>).await?;
+        if let Ok(mut s) = self.state.lock() {
+            s.images = images;
+        }
+        self.changes.notify_waiters();
+        Ok(())
+    }
+
+    async fn refresh_networks(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
+        let networks = docker.list_networks(None::<ListNetworksOptions>).await?;
+        if let Ok(mut s) = self.state.lock() {
+            s.networks = networks;
+        }
+        self.changes.notify_waiters();
+        Ok(())
+    }
+
+    /// Brings the copy up to date after one engine event: a container event
+    /// re-inspects that container; an image or network event re-lists images or
+    /// networks (a network (dis)connection also re-inspects its container). Other
+    /// events (volumes, plugins…) change nothing reported.
+    async fn on_event(
+        &self,
+        docker: &Docker,
+        event: bollard::models::EventMessage,
+    ) -> Result<(), bollard::errors::Error> {
+        let actor = event.actor.unwrap_or_default();
+        match event.typ {
+            Some(EventMessageTypeEnum::CONTAINER) => {
+                if let Some(cid) = actor.id {
+                    self.refresh_one(docker, &cid).await;
+                }
+                Ok(())
+            }
+            Some(EventMessageTypeEnum::IMAGE) => self.refresh_images(docker).await,
+            Some(EventMessageTypeEnum::NETWORK) => {
+                self.refresh_networks(docker).await?;
+                if let Some(cid) = actor.attributes.as_ref().and_then(|a| a.get("container")) {
+                    self.refresh_one(docker, cid).await;
+                }
+                Ok(())
+            }
+            Some(EventMessageTypeEnum::DAEMON) => self.refresh_all(docker).await,
+            _ => Ok(()),
+        }
     }
 
     async fn refresh_one(&self, docker: &Docker, cid: &str) {
@@ -147,6 +209,7 @@ impl DockerWatcher {
                         s.connected = false;
                         s.containers.clear();
                         s.images.clear();
+                        s.networks.clear();
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -167,10 +230,7 @@ impl DockerWatcher {
                 tokio::select! {
                     event = events.next() => match event {
                         Some(Ok(ev)) => {
-                            let is_container = ev.typ.as_ref().is_some_and(|t| format!("{t:?}").eq_ignore_ascii_case("container"));
-                            if let Some(cid) = ev.actor.and_then(|a| a.id).filter(|_| is_container) {
-                                self.refresh_one(&docker, &cid).await;
-                            } else if self.refresh_all(&docker).await.is_err() {
+                            if self.on_event(&docker, ev).await.is_err() {
                                 break;
                             }
                         }
@@ -461,6 +521,33 @@ pub struct DockerReporter {
     mem_total: f64,
     /// Container ID → (CPU nanoseconds, when) at the previous tick.
     last_cpu: HashMap<String, (u64, Instant)>,
+    /// Where the bridge subnets go for the end point reporter's scopes.
+    shared_networks: Option<LocalNetworks>,
+    /// What was last put there.
+    shared: Vec<Cidr>,
+}
+
+/// The subnets of the engine's bridge networks: addresses only unique on this host.
+pub fn bridge_subnets(networks: &[Network]) -> Vec<Cidr> {
+    let mut out: Vec<Cidr> = networks
+        .iter()
+        .filter(|n| n.driver.as_deref() == Some("bridge"))
+        .flat_map(subnets)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    out.sort_by_key(|c| (c.network(), c.prefix()));
+    out.dedup();
+    out
+}
+
+/// A network's IPAM subnets, as the engine spells them.
+fn subnets(network: &Network) -> impl Iterator<Item = &str> {
+    network
+        .ipam
+        .iter()
+        .flat_map(|ipam| ipam.config.iter().flatten())
+        .filter_map(|c| c.subnet.as_deref())
+        .filter(|s| !s.is_empty())
 }
 
 impl DockerReporter {
@@ -487,10 +574,35 @@ impl DockerReporter {
             cpus,
             mem_total,
             last_cpu: HashMap::new(),
+            shared_networks: None,
+            shared: Vec::new(),
         }
     }
 
-    fn container_node(&mut self, cid: &str, c: &ContainerInspectResponse, now: GoTime) -> Node {
+    /// Keeps `networks` (the end point reporter's
+    /// [`crate::endpoint::EndpointReporter::local_networks_handle`]) set to the bridge
+    /// subnets, so end points and container addresses are scoped alike.
+    pub fn share_local_networks(&mut self, networks: LocalNetworks) {
+        self.shared_networks = Some(networks);
+        self.shared.clear();
+    }
+
+    fn share(&mut self, bridges: &[Cidr]) {
+        if let Some(handle) = &self.shared_networks
+            && self.shared != bridges
+        {
+            handle.set(bridges.to_vec());
+            self.shared = bridges.to_vec();
+        }
+    }
+
+    fn container_node(
+        &mut self,
+        cid: &str,
+        c: &ContainerInspectResponse,
+        bridges: &[Cidr],
+        now: GoTime,
+    ) -> Node {
         let mut n = Node::new(id::container_id(cid)).with_topology(TopologyKind::Container.name());
         let set = |n: &mut Node, k: &str, v: &str| n.set_latest(k, now, v);
         set(&mut n, "docker_container_id", cid);
@@ -604,10 +716,20 @@ impl DockerReporter {
                 n.sets.add("docker_container_networks", name.as_str());
                 if let Some(ip) = ep.ip_address.as_deref().filter(|ip| !ip.is_empty()) {
                     n.sets.add("docker_container_ips", ip);
-                    // Bridge addresses are only unique on this host.
+                    // Scoped as the end point reporter scopes the address: by the
+                    // host ID on a bridge (only unique on this host), else not.
+                    let scope = match ip.parse::<std::net::IpAddr>() {
+                        Ok(addr) => id::address_scope(
+                            &self.host_id,
+                            addr,
+                            bridges.iter().any(|b| b.contains(addr)),
+                            None,
+                        ),
+                        Err(_) => String::new(),
+                    };
                     n.sets.add(
                         "docker_container_ips_with_scopes",
-                        id::address_id(&self.host_id, ip),
+                        id::address_id(&scope, ip),
                     );
                 }
             }
@@ -676,16 +798,31 @@ impl Reporter for DockerReporter {
 
     fn report(&mut self, tick: &Tick) -> Result<Report, ReporterError> {
         let now = tick.now;
-        let (containers, images) = match self.watcher.state.lock() {
-            Ok(s) if s.connected => (s.containers.clone(), s.images.clone()),
-            _ => return Ok(Report::empty()),
+        let copied = match self.watcher.state.lock() {
+            Ok(s) if s.connected => {
+                Some((s.containers.clone(), s.images.clone(), s.networks.clone()))
+            }
+            _ => None,
         };
+        let Some((containers, images, networks)) = copied else {
+            self.share(&[]);
+            return Ok(Report::empty());
+        };
+        let bridges = bridge_subnets(&networks);
+        self.share(&bridges);
         let mut report = Report::empty();
         container_presentation(&mut report, self.controls);
+        // Every network's subnets are local: container addresses are not the Internet.
+        let mut peer = Node::new(id::overlay_id(id::OverlayPeer::Docker(&self.host_id)))
+            .with_topology(TopologyKind::Overlay.name());
+        for subnet in networks.iter().flat_map(subnets) {
+            peer.sets.add("local_networks", subnet);
+        }
+        report.topology_mut(TopologyKind::Overlay).add_node(peer);
         // Init pid → container, for attributing processes.
         let mut by_pid: HashMap<u32, (String, Option<String>)> = HashMap::new();
         for (cid, c) in &containers {
-            let node = self.container_node(cid, c, now);
+            let node = self.container_node(cid, c, &bridges, now);
             let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
             let init = c.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 1);
             if let Some(pid) = init.and_then(|p| u32::try_from(p).ok())
