@@ -1,9 +1,11 @@
 //! Docker: the Container and ContainerImage topologies (protocol.md §2.12), container
 //! CPU and memory from cgroups, and processes attributed to their containers.
 //!
-//! A watcher task keeps a copy of every container's inspection and the image list: a
-//! full refresh on connect and every [`REFRESH`], and an update on every engine event,
-//! so a new container shows within the next spy tick. When the daemon is absent or
+//! A watcher task keeps a copy of every container's inspection, the image list and
+//! the network list: a full refresh on connect and every [`REFRESH`], and an update
+//! on every engine event. When a container appears, goes or changes state, it wakes
+//! the spy loop ([`DockerWatcher::lifecycle_notify`]), so a `docker run` shows at the
+//! next tick, not the next spy interval. When the daemon is absent or
 //! restarts, the watcher says so once, keeps retrying, and says when it is back; the
 //! reporter meanwhile reports no containers. Reporting itself never waits on Docker.
 //!
@@ -39,12 +41,21 @@ use crate::endpoint::{Cidr, LocalNetworks};
 use crate::reporter::{Reporter, ReporterError, Tick};
 use crate::sys::cgroup;
 
-/// How often the watcher re-reads everything, besides reacting to events.
+/// How often the watcher lists containers, images and networks again, besides
+/// reacting to events. Containers whose state did not change are not inspected again,
+/// except every [`FULL_REFRESH_EVERY`]th time.
 pub const REFRESH: Duration = Duration::from_secs(10);
+
+/// Every this many refreshes, every container is inspected again.
+pub const FULL_REFRESH_EVERY: u32 = 6;
+
+type Inspection = Arc<ContainerInspectResponse>;
 
 #[derive(Debug, Default)]
 struct State {
-    containers: BTreeMap<String, ContainerInspectResponse>,
+    /// Shared with the reporter's copy of each tick (a deep copy of fifty inspections
+    /// a second showed in profiles).
+    containers: BTreeMap<String, Inspection>,
     images: Vec<ImageSummary>,
     networks: Vec<Network>,
     connected: bool,
@@ -57,6 +68,10 @@ pub struct DockerWatcher {
     state: Arc<Mutex<State>>,
     /// Bumped on every change, so the reporter knows when to look again.
     changes: Arc<tokio::sync::Notify>,
+    /// Signalled (one stored permit) when a container appears, goes, or changes
+    /// state: the spy ticks at once, so a `docker run` shows without waiting for the
+    /// next spy interval.
+    lifecycle: Arc<tokio::sync::Notify>,
 }
 
 impl DockerWatcher {
@@ -66,7 +81,14 @@ impl DockerWatcher {
             socket: socket.into(),
             state: Arc::default(),
             changes: Arc::default(),
+            lifecycle: Arc::default(),
         }
+    }
+
+    /// Signalled when a container appears, goes or changes state (see
+    /// [`crate::spy::Spy::wake_on`]).
+    pub fn lifecycle_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.lifecycle.clone()
     }
 
     /// A client for the engine (connecting is lazy; errors come with the first call).
@@ -84,35 +106,67 @@ impl DockerWatcher {
         self.changes.notified().await;
     }
 
-    async fn refresh_all(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
+    /// Lists everything again. With `full`, every container is inspected; otherwise
+    /// only those new or in another state than the copy has (events keep the others
+    /// up to date).
+    async fn refresh(&self, docker: &Docker, full: bool) -> Result<(), bollard::errors::Error> {
         let list = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 ..Default::default()
             }))
             .await?;
+        let known: BTreeMap<String, Inspection> = if full {
+            BTreeMap::new()
+        } else {
+            self.state
+                .lock()
+                .map(|s| s.containers.clone())
+                .unwrap_or_default()
+        };
         let mut containers = BTreeMap::new();
         for summary in list {
             let Some(cid) = summary.id else { continue };
+            let listed = summary.state.map(|s| s.to_string());
+            if let Some(c) = known.get(&cid)
+                && c.state
+                    .as_ref()
+                    .and_then(|s| s.status)
+                    .map(|s| s.to_string())
+                    == listed
+            {
+                containers.insert(cid, c.clone());
+                continue;
+            }
             match docker
                 .inspect_container(&cid, None::<InspectContainerOptions>)
                 .await
             {
                 Ok(inspect) => {
-                    containers.insert(cid, inspect);
+                    containers.insert(cid, Arc::new(inspect));
                 }
                 Err(_) => continue, // removed between the list and the inspection
             }
         }
         let images = docker.list_images(None::<ListImagesOptions>).await?;
         let networks = docker.list_networks(None::<ListNetworksOptions>).await?;
+        let mut changed = false;
         if let Ok(mut s) = self.state.lock() {
+            changed = s.containers.len() != containers.len()
+                || containers.iter().any(|(cid, c)| {
+                    s.containers
+                        .get(cid)
+                        .is_none_or(|old| lifecycle_of(old) != lifecycle_of(c))
+                });
             s.containers = containers;
             s.images = images;
             s.networks = networks;
             s.connected = true;
         }
         self.changes.notify_waiters();
+        if changed {
+            self.lifecycle.notify_one();
+        }
         Ok(())
     }
 
@@ -159,7 +213,7 @@ impl DockerWatcher {
                 }
                 Ok(())
             }
-            Some(EventMessageTypeEnum::DAEMON) => self.refresh_all(docker).await,
+            Some(EventMessageTypeEnum::DAEMON) => self.refresh(docker, true).await,
             _ => Ok(()),
         }
     }
@@ -168,17 +222,23 @@ impl DockerWatcher {
         let inspected = docker
             .inspect_container(cid, None::<InspectContainerOptions>)
             .await;
+        let mut changed = false;
         if let Ok(mut s) = self.state.lock() {
             match inspected {
                 Ok(i) => {
-                    s.containers.insert(cid.to_string(), i);
+                    let now = lifecycle_of(&i);
+                    let before = s.containers.insert(cid.to_string(), Arc::new(i));
+                    changed = before.is_none_or(|b| lifecycle_of(&b) != now);
                 }
                 Err(_) => {
-                    s.containers.remove(cid);
+                    changed = s.containers.remove(cid).is_some();
                 }
             }
         }
         self.changes.notify_waiters();
+        if changed {
+            self.lifecycle.notify_one();
+        }
     }
 
     /// Follows the engine until shutdown.
@@ -192,7 +252,7 @@ impl DockerWatcher {
             let session = async {
                 let docker =
                     Docker::connect_with_unix(&self.socket, 30, bollard::API_DEFAULT_VERSION)?;
-                self.refresh_all(&docker).await?;
+                self.refresh(&docker, true).await?;
                 Ok::<Docker, bollard::errors::Error>(docker)
             };
             let docker = match session.await {
@@ -226,6 +286,7 @@ impl DockerWatcher {
             let mut events = docker.events(None::<EventsOptions>);
             let mut refresh = tokio::time::interval(REFRESH);
             refresh.tick().await;
+            let mut refreshes = 0u32;
             loop {
                 tokio::select! {
                     event = events.next() => match event {
@@ -237,7 +298,9 @@ impl DockerWatcher {
                         _ => break, // the daemon went away: reconnect
                     },
                     _ = refresh.tick() => {
-                        if self.refresh_all(&docker).await.is_err() {
+                        refreshes += 1;
+                        let full = refreshes.is_multiple_of(FULL_REFRESH_EVERY);
+                        if self.refresh(&docker, full).await.is_err() {
                             break;
                         }
                     }
@@ -246,6 +309,20 @@ impl DockerWatcher {
             }
         }
     }
+}
+
+/// What of a container's inspection, when it changes, makes the spy tick at once.
+fn lifecycle_of(
+    c: &ContainerInspectResponse,
+) -> Option<(
+    Option<bollard::models::ContainerStateStatusEnum>,
+    Option<bool>,
+    Option<bool>,
+    Option<i64>,
+)> {
+    c.state
+        .as_ref()
+        .map(|s| (s.status, s.running, s.paused, s.pid))
 }
 
 /// The container controls that act on the container's state.
@@ -521,6 +598,9 @@ pub struct DockerReporter {
     mem_total: f64,
     /// Container ID → (CPU nanoseconds, when) at the previous tick.
     last_cpu: HashMap<String, (u64, Instant)>,
+    /// Container ID → (init pid, its cgroup's accounting files, kept open).
+    cgroups: HashMap<String, (u32, cgroup::UsageReader)>,
+    buf: Vec<u8>,
     /// Where the bridge subnets go for the end point reporter's scopes.
     shared_networks: Option<LocalNetworks>,
     /// What was last put there.
@@ -574,6 +654,8 @@ impl DockerReporter {
             cpus,
             mem_total,
             last_cpu: HashMap::new(),
+            cgroups: HashMap::new(),
+            buf: Vec::with_capacity(256),
             shared_networks: None,
             shared: Vec::new(),
         }
@@ -585,6 +667,22 @@ impl DockerReporter {
     pub fn share_local_networks(&mut self, networks: LocalNetworks) {
         self.shared_networks = Some(networks);
         self.shared.clear();
+    }
+
+    /// The CPU and memory of the cgroup of a container's init process. The cgroup is
+    /// looked up when the container (or its init process) is new, and its files are
+    /// kept open.
+    fn usage_of(&mut self, cid: &str, pid: u32) -> Option<cgroup::Usage> {
+        if !matches!(self.cgroups.get(cid), Some((p, _)) if *p == pid) {
+            let acct = cgroup::accounting(&self.proc_root, &self.cgroup_root, pid)?;
+            self.cgroups
+                .insert(cid.to_string(), (pid, cgroup::UsageReader::open(&acct)));
+        }
+        let usage = self.cgroups.get(cid)?.1.read(&mut self.buf);
+        if usage.is_none() {
+            self.cgroups.remove(cid); // gone: looked up again next time
+        }
+        usage
     }
 
     fn share(&mut self, bridges: &[Cidr]) {
@@ -766,10 +864,7 @@ impl DockerReporter {
             .and_then(|s| s.pid)
             .filter(|p| *p > 0)
             .and_then(|p| u32::try_from(p).ok());
-        if let Some(acct) =
-            pid.and_then(|p| cgroup::accounting(&self.proc_root, &self.cgroup_root, p))
-        {
-            let usage = cgroup::usage(&acct);
+        if let Some(usage) = pid.and_then(|p| self.usage_of(cid, p)) {
             if let Some(cpu) = usage.cpu_nanos {
                 let at = Instant::now();
                 if let Some((prev, when)) = self.last_cpu.insert(cid.to_string(), (cpu, at)) {
@@ -839,6 +934,7 @@ impl Reporter for DockerReporter {
             report.topology_mut(TopologyKind::Container).add_node(node);
         }
         self.last_cpu.retain(|cid, _| containers.contains_key(cid));
+        self.cgroups.retain(|cid, _| containers.contains_key(cid));
         for image in &images {
             let iid = strip_sha(&image.id).to_string();
             let mut n = Node::new(id::container_image_id(&iid))

@@ -97,6 +97,7 @@ pub fn probe_for(
         let mut reporter = docker::DockerReporter::new(config, watcher.clone());
         reporter.share_local_networks(local_networks);
         spy.add_reporter(Box::new(reporter));
+        spy.wake_on(watcher.lifecycle_notify());
         watcher
     });
     Probe {
