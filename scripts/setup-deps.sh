@@ -22,10 +22,13 @@ if [[ "$mode" == test ]]; then
     need_cmd setpriv util-linux
     # The web UI's end-to-end tests drive Debian's chromium through playwright-core.
     need_cmd chromium chromium
-    # The eBPF plugin's BPF object is compiled from C with clang (CO-RE, kernel BTF).
+    # The BPF objects (the http-statistics plugin's, the probe's TCP change tracker)
+    # are compiled from C with clang (CO-RE, kernel BTF).
     need_cmd clang clang
     # llvm-strip makes the rebuilt object byte-identical to the committed one.
     need_cmd llvm-strip llvm
+    # The HTTPS tests make their certificate with openssl.
+    need_cmd openssl openssl
 fi
 
 if ((${#want_apt[@]})); then

@@ -168,10 +168,23 @@ try {
   pass(step, `first PIDs ${firstPids.join(", ")}`);
 
   step = "search narrows the view";
+  const allRows = (await page.$$('[data-testid="table"] tbody tr[data-node]')).length;
   await page.fill('input[type="search"]', `pid:${launchPid}`);
-  await until("one match", async () => (await page.$$('[data-testid="table"] tbody tr[data-node]')).length === 1);
+  // Search matches substrings, so PID 2678 also finds 32678: every row left must
+  // contain the PID, and the launch process must be among them.
+  const narrowed = await until("the search's matches", async () => {
+    const pids = await page.$$eval('[data-testid="table"] tbody tr[data-node]', (rows) =>
+      rows.map((r) => r.getAttribute("data-node").split(";")[1]),
+    );
+    const ok =
+      pids.length > 0 &&
+      pids.length < allRows &&
+      pids.includes(String(launchPid)) &&
+      pids.every((p) => p.includes(String(launchPid)));
+    return ok ? pids.length : undefined;
+  });
   await page.fill('input[type="search"]', "");
-  pass(step);
+  pass(step, `${narrowed} of ${allRows} rows`);
 
   step = "the host's details show the plugin metric with a sparkline";
   await page.click('button:has-text("Graph")');

@@ -1,16 +1,18 @@
 import { Suspense, lazy, useEffect, useMemo, useRef, useState } from "react";
-import Details from "./components/Details";
 import OptionsBar from "./components/OptionsBar";
 import Plugins from "./components/Plugins";
 import SearchBox from "./components/SearchBox";
-import TableView from "./components/TableView";
 import TopologyBar from "./components/TopologyBar";
 import GraphView from "./graph/GraphView";
 import { searchNodes } from "./search";
 import { useStore } from "./store";
 
-// The terminal (xterm.js) is a third of the bundle: loaded when a terminal first opens.
+// Code the first view does not need loads when it is first shown: the terminal
+// (xterm.js, a third of all code), the node details (with uPlot) and the table. The
+// first graph then waits for less code to be fetched, compiled and run.
 const TerminalPanel = lazy(() => import("./components/TerminalPanel"));
+const Details = lazy(() => import("./components/Details"));
+const TableView = lazy(() => import("./components/TableView"));
 
 function Terminal() {
   const open = useStore((s) => s.terminal != null);
@@ -154,7 +156,9 @@ export default function App() {
       )}
       <main className="stage">
         {gridMode ? (
-          <TableView nodes={nodes} matches={matches} />
+          <Suspense fallback={null}>
+            <TableView nodes={nodes} matches={matches} />
+          </Suspense>
         ) : (
           <GraphView nodes={nodes} nodesKey={nodesKey} matches={matches} />
         )}
@@ -165,7 +169,11 @@ export default function App() {
           </div>
         )}
         {!ready && link !== "lost" && <div className="empty-state loading">Loading…</div>}
-        <Details />
+        {hasSelection && (
+          <Suspense fallback={null}>
+            <Details />
+          </Suspense>
+        )}
       </main>
       <footer className="footer">
         <MetricSelector />

@@ -25,8 +25,22 @@ export function errorText(body: string, status: number): string {
   return trimmed;
 }
 
+/**
+ * Requests the page started before the bundle ran (`index.html` asks for the API info
+ * and the view list at once, so they load in parallel with the code). Each is used
+ * once, by the first request for the same path; later ones go to the network.
+ */
+type Early = Record<string, Promise<Response> | undefined>;
+
+function takeEarly(path: string): Promise<Response> | undefined {
+  const early = (globalThis as { __rescopeEarly?: Early }).__rescopeEarly;
+  const res = early?.[path];
+  if (res) delete early[path];
+  return res;
+}
+
 async function request<T>(path: string, init?: RequestInit): Promise<T> {
-  const res = await fetch(path, init);
+  const res = await ((init ? undefined : takeEarly(path)) ?? fetch(path, init));
   const text = await res.text();
   if (!res.ok) throw new HttpError(res.status, errorText(text, res.status));
   return (text ? JSON.parse(text) : {}) as T;

@@ -104,7 +104,11 @@ class TopologySocket {
       } catch {
         return;
       }
-      if (!this.frame) this.frame = requestAnimationFrame(() => this.flush(key));
+      if (useStore.getState().nodesKey !== key) {
+        // The view's first picture is drawn at once; later changes batch per frame.
+        if (this.frame) cancelAnimationFrame(this.frame);
+        this.flush(key);
+      } else if (!this.frame) this.frame = requestAnimationFrame(() => this.flush(key));
     };
     ws.onclose = () => {
       if (ws !== this.ws) return;

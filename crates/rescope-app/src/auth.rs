@@ -1,5 +1,6 @@
 //! Authentication. Without credentials configured every route is open (the default
-//! listen address is loopback-only). With Basic credentials every route needs them;
+//! listen address is loopback-only). With Basic credentials or an API token every
+//! route needs one of them (`Authorization: Basic …` or `Authorization: Bearer …`);
 //! with a probe token, the routes probes use accept it instead.
 
 use axum::extract::{Request, State};
@@ -26,7 +27,7 @@ fn probe_route(method: &Method, path: &str) -> bool {
 
 pub async fn require(State(s): State<AppState>, request: Request, next: Next) -> Response {
     let config = &s.config;
-    if config.basic_auth.is_none() && config.probe_token.is_none() {
+    if !config.requires_credentials() && config.probe_token.is_none() {
         return next.run(request).await;
     }
     let given = request
@@ -49,15 +50,21 @@ pub async fn require(State(s): State<AppState>, request: Request, next: Next) ->
                 )
             })
     });
+    let bearer_ok = config.api_token.as_ref().is_some_and(|t| {
+        given
+            .strip_prefix("Bearer ")
+            .is_some_and(|g| same(g.trim().as_bytes(), t.expose().as_bytes()))
+    });
+    let user_ok = basic_ok || bearer_ok;
     let token_ok = config.probe_token.as_ref().is_some_and(|t| {
         given
             .strip_prefix("Scope-Probe token=")
             .is_some_and(|g| same(g.as_bytes(), t.expose().as_bytes()))
     });
     let allowed = if probe_route(request.method(), request.uri().path()) {
-        basic_ok || token_ok || (config.basic_auth.is_none() && config.probe_token.is_none())
+        user_ok || token_ok || (!config.requires_credentials() && config.probe_token.is_none())
     } else {
-        config.basic_auth.is_none() || basic_ok
+        !config.requires_credentials() || user_ok
     };
     if allowed {
         return next.run(request).await;

@@ -20,6 +20,11 @@ pub struct AppConfig {
     /// How long a probe's reports count after they arrive (Scope: `app.window`, 15 s).
     pub window: Duration,
     pub basic_auth: Option<BasicAuth>,
+    /// Token API clients may present instead of Basic credentials
+    /// (`Authorization: Bearer …`).
+    pub api_token: Option<Secret>,
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Token probes must present (`Authorization: Scope-Probe token=…`); none means
     /// any probe may publish.
     pub probe_token: Option<Secret>,
@@ -42,6 +47,8 @@ impl AppConfig {
             listen,
             window: Duration::from_secs(15),
             basic_auth: None,
+            api_token: None,
+            tls: None,
             probe_token: None,
             max_body_bytes: 64 << 20,
             max_report_bytes: 512 << 20,
@@ -54,6 +61,11 @@ impl AppConfig {
 
     /// Whether people on other machines can reach the app without credentials.
     pub fn exposed_without_auth(&self) -> bool {
-        !self.listen.ip().is_loopback() && self.basic_auth.is_none()
+        !self.listen.ip().is_loopback() && !self.requires_credentials()
+    }
+
+    /// Whether every route but the probes' needs Basic credentials or the API token.
+    pub fn requires_credentials(&self) -> bool {
+        self.basic_auth.is_some() || self.api_token.is_some()
     }
 }

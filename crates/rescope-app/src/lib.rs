@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pipes;
 pub mod probe_ws;
 pub mod renderer;
+pub mod tls;
 pub mod ui;
 pub mod ws;
 
@@ -50,10 +51,18 @@ pub async fn serve_with(
              set --basic-auth to require credentials"
         );
     }
-    info!(address = %listener.local_addr()?, "serving the Rescope app");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    info!(address = %listener.local_addr()?, scheme, "serving the Rescope app");
     tokio::spawn(state.pipes.clone().run_gc(shutdown.clone()));
     tokio::spawn(api::warm(state.clone(), shutdown.clone()));
     let app = api::router(state);
+    if let Some(tls) = config.tls.clone() {
+        return tls::serve(listener, app, tls, shutdown).await;
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             while !*shutdown.borrow() {

@@ -29,6 +29,10 @@ const TOMBSTONE: Duration = Duration::from_secs(600);
 /// Bounded buffering per direction: a stalled reader slows the writer, it does not
 /// grow memory.
 const BUFFER: usize = 256;
+/// How long one message may wait for a peer that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long closing may wait to flush what is left.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One end's incoming bytes, shared by successive connections of that end.
 type SharedReceiver = Arc<tokio::sync::Mutex<mpsc::Receiver<Bytes>>>;
@@ -218,7 +222,10 @@ async fn relay(socket: WebSocket, router: PipeRouter, id: String, end: End) {
         tokio::select! {
             outgoing = rx.recv() => match outgoing {
                 Some(bytes) => {
-                    if ws_tx.send(Message::Binary(bytes)).await.is_err() {
+                    // Waiting is back-pressure on the other end; a peer that stopped
+                    // reading altogether ends the pipe.
+                    let sent = tokio::time::timeout(WRITE_TIMEOUT, ws_tx.send(Message::Binary(bytes))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
                 }
@@ -243,7 +250,8 @@ async fn relay(socket: WebSocket, router: PipeRouter, id: String, end: End) {
         }
     }
     drop(rx);
-    let _ = ws_tx.close().await;
+    // The close flushes first, which a peer that stopped reading would hold forever.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws_tx.close()).await;
     router.leave(&id, end);
 }
 

@@ -2,6 +2,10 @@
 //! binary. Debug builds read the files from disk, so a rebuilt UI shows on reload;
 //! release builds carry them inside. When the UI was never built, `/` says how to build
 //! it and the API works as usual.
+//!
+//! `RESCOPE_UI_DIR=path/to/dist` makes any build serve the UI from that directory
+//! instead, read at each request: a UI developer (or a benchmark) can then use a
+//! release binary with a freshly built UI without rebuilding Rust.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -38,9 +42,35 @@ which does both):</p>
 </body></html>
 "#;
 
+/// The environment variable naming a directory to serve the UI from.
+pub const UI_DIR_ENV: &str = "RESCOPE_UI_DIR";
+
+/// The directory named by `RESCOPE_UI_DIR`, read once per process.
+fn ui_dir() -> Option<&'static std::path::Path> {
+    static DIR: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        std::env::var_os(UI_DIR_ENV)
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from)
+    })
+    .as_deref()
+}
+
+/// One UI file by its path relative to the UI's root (already checked for `..`).
+fn asset(path: &str) -> Option<rust_embed::EmbeddedFile> {
+    asset_from(ui_dir(), path)
+}
+
+fn asset_from(dir: Option<&std::path::Path>, path: &str) -> Option<rust_embed::EmbeddedFile> {
+    match dir {
+        Some(dir) => rust_embed::utils::read_file_from_fs(&dir.join(path)).ok(),
+        None => Assets::get(path),
+    }
+}
+
 /// Whether this binary can serve the web UI.
 pub fn available() -> bool {
-    Assets::get("index.html").is_some()
+    asset("index.html").is_some()
 }
 
 /// Compresses the UI's files on a background thread, once per process, so the first
@@ -51,6 +81,10 @@ pub fn warm_in_background() {
         let _ = std::thread::Builder::new()
             .name("ui-gzip".into())
             .spawn(|| {
+                // Files on disk may change under us: they are compressed on demand.
+                if ui_dir().is_some() {
+                    return;
+                }
                 for path in Assets::iter() {
                     if let Some(file) = Assets::get(&path)
                         && compressible(file.metadata.mimetype())
@@ -73,7 +107,7 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     if path.starts_with("api/") || path.contains("..") {
         return not_found();
     }
-    let Some(file) = Assets::get(path) else {
+    let Some(file) = asset(path) else {
         if path == "index.html" {
             return (
                 [
@@ -219,6 +253,21 @@ mod tests {
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
             assert_eq!(body(res).await, "404 page not found\n");
         }
+    }
+
+    #[test]
+    fn a_ui_directory_replaces_the_embedded_files() {
+        let dir = std::env::temp_dir().join(format!("rescope-ui-dir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("assets")).unwrap();
+        std::fs::write(dir.join("index.html"), "<p>from disk</p>").unwrap();
+        std::fs::write(dir.join("assets/app.js"), "let x = 1;").unwrap();
+        let page = asset_from(Some(&dir), "index.html").expect("the page");
+        assert_eq!(&page.data[..], b"<p>from disk</p>");
+        assert!(page.metadata.mimetype().starts_with("text/html"));
+        let script = asset_from(Some(&dir), "assets/app.js").expect("the script");
+        assert!(script.metadata.mimetype().contains("javascript"));
+        assert!(asset_from(Some(&dir), "assets/missing.js").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

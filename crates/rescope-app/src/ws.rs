@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::api::{ApiError, AppState};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_GAP: Duration = Duration::from_secs(1);
 
 /// One websocket message.
@@ -155,7 +156,8 @@ async fn stream(
             _ = &mut closed => break,
         }
     }
-    let _ = tx.close().await;
+    // A client that stopped reading would hold the close (it flushes first) forever.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.close()).await;
     s.metrics.websocket_clients.fetch_sub(1, Ordering::Relaxed);
 }
 

@@ -163,12 +163,20 @@ pub struct ProbeConfig {
     pub processes: bool,
     /// Use netfilter conntrack for short-lived and NAT'd connections.
     pub conntrack: bool,
+    /// Follow TCP state changes with eBPF, so that a network namespace whose sockets
+    /// changed is updated from the changes rather than dumped again (falls back to
+    /// dumps when the kernel or permissions do not allow it).
+    pub track_tcp_changes: bool,
     /// Docker integration.
     pub docker: bool,
     /// The Docker engine's Unix socket.
     pub docker_socket: String,
     /// Token sent as `Authorization: Scope-Probe token=…`.
     pub token: Secret,
+    /// Also trust these PEM certificate authorities for `https://` apps.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any certificate from `https://` apps (Scope: `probe.insecure`).
+    pub tls_insecure: bool,
     /// Print reports as JSON on stdout instead of publishing.
     pub publish_stdout: bool,
     /// Serve `/metrics` and `/debug/report` here.
@@ -197,15 +205,23 @@ impl ProbeConfig {
             proc_root: PathBuf::from("/proc"),
             processes: true,
             conntrack: true,
+            track_tcp_changes: true,
             docker: true,
             docker_socket: "/var/run/docker.sock".to_string(),
             token: Secret::default(),
+            tls_ca_file: None,
+            tls_insecure: false,
             publish_stdout: false,
             http_listen: None,
             hostname: hostname.into(),
             probe_id: new_probe_id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
+    }
+
+    /// The TLS settings for `https://` apps: fails on an unusable CA file.
+    pub fn client_tls(&self) -> Result<crate::tls::ClientTls, String> {
+        crate::tls::ClientTls::new(self.tls_ca_file.as_deref(), self.tls_insecure)
     }
 
     /// The host's node ID, `<hostname>;<host>`.

@@ -8,9 +8,12 @@
 //!    and one dump per other namespace the process walker found). A namespace is
 //!    entered once, on a dedicated thread, to create its netlink sockets; they stay
 //!    bound to it, so later dumps run from this thread. A dump walks the kernel's
-//!    whole TCP table, so a namespace whose TCP counters did not move since its last
-//!    dump ([`TcpCounters`]) is not dumped again: its last dump is used (and it is
-//!    dumped anyway every `REDUMP_TICKS` ticks).
+//!    whole TCP table, so a namespace is not dumped again when nothing changed: when
+//!    the eBPF change tracker runs ([`crate::socket_table`]), the last dump is updated
+//!    from the namespace's TCP state changes (one exact sock_diag request per new or
+//!    changed socket); otherwise a namespace whose TCP counters did not move since its
+//!    last dump ([`TcpCounters`]) keeps it. Either way it is dumped again every
+//!    `REDUMP_TICKS` ticks, and when the tracker lost changes.
 //! 2. If conntrack is on and readable, each namespace's conntrack flows are read too
 //!    (followed through events, with a full dump now and then): they give the
 //!    direction of flows conntrack saw, connections that already closed, and NAT
@@ -46,6 +49,7 @@ use tracing::{debug, warn};
 
 use crate::config::ProbeConfig;
 use crate::reporter::{Reporter, ReporterError, Tick};
+use crate::socket_table::{ChangeFeed, SocketTable, TrackingStats, Update};
 use crate::sys::conntrack::{Availability, ConntrackTracker, Flow, RESYNC_EVERY};
 use crate::sys::netns::{self, NetnsError, NetnsRunner, NetnsTarget};
 use crate::sys::sockdiag::{
@@ -243,8 +247,8 @@ struct Namespace {
     /// The counters read just before the last complete dump.
     dumped_at: Option<TcpFingerprint>,
     dumped_tick: u64,
-    /// The last dump's sockets.
-    sockets: Vec<TcpSocket>,
+    /// The sockets: the last dump's, updated from the TCP change tracker when it runs.
+    sockets: SocketTable,
     conntrack: Option<ConntrackTracker>,
     conntrack_retry_tick: u64,
     /// Closed conntrack flows already reported (each is reported once).
@@ -336,6 +340,8 @@ pub struct EndpointReporter {
     dumps_skipped: u64,
     /// Ticks whose graph was the last tick's.
     graphs_reused: u64,
+    /// TCP state changes from eBPF, when they can be followed.
+    tcp_changes: ChangeFeed,
 }
 
 impl EndpointReporter {
@@ -369,7 +375,24 @@ impl EndpointReporter {
             last: LastBuild::default(),
             dumps_skipped: 0,
             graphs_reused: 0,
+            tcp_changes: ChangeFeed::new(processes && config.track_tcp_changes),
         }
+    }
+
+    /// Turns following TCP state changes with eBPF on or off (on by default, see
+    /// [`ProbeConfig::track_tcp_changes`]), with a ring buffer of `ring_bytes` (`None`:
+    /// the default size). Takes effect at the next tick.
+    pub fn track_tcp_changes(&mut self, enabled: bool, ring_bytes: Option<u32>) {
+        self.tcp_changes
+            .configure(enabled && self.processes, ring_bytes);
+    }
+
+    /// How namespaces were kept up to date from TCP state changes; `None` when the
+    /// change tracker is not running (then every change means a dump).
+    pub fn tcp_tracking(&self) -> Option<TrackingStats> {
+        self.tcp_changes
+            .is_running()
+            .then_some(self.tcp_changes.stats)
     }
 
     /// The host's local networks (bridge subnets): their addresses are scoped by the
@@ -542,29 +565,72 @@ impl EndpointReporter {
         if self.processes
             && let Some(diag) = ns.diag.as_mut()
         {
-            // Counters first: anything that changes after this reading shows at the
-            // next tick, whether or not this dump saw it.
-            let counters = ns
-                .counters
-                .as_ref()
-                .and_then(|c| c.read(&mut self.scratch.counter_buf).ok());
-            let unchanged = counters.is_some()
-                && counters == ns.dumped_at
-                && self.tick < ns.dumped_tick + REDUMP_TICKS;
+            let tracking = self.tcp_changes.is_running();
+            let (unchanged, counters) = if tracking {
+                // Followed through the kernel's state changes: the counters are not
+                // needed (and a dump happens first if tracking stops).
+                ns.dumped_at = None;
+                let up_to_date = ns.sockets.is_synced()
+                    && self.tick < ns.dumped_tick + REDUMP_TICKS
+                    && match self.tcp_changes.changes(plan.netns) {
+                        None => false,
+                        Some(changes) => {
+                            match ns.sockets.apply(changes, self.tick, |s| diag.lookup(s)) {
+                                Ok(Update::Unchanged) => true,
+                                Ok(Update::Updated { lookups }) => {
+                                    self.tcp_changes.stats.updates += 1;
+                                    self.tcp_changes.stats.lookups += lookups as u64;
+                                    true
+                                }
+                                Ok(Update::NeedsDump(why)) => {
+                                    debug!(netns = plan.netns, why, "dumping TCP sockets");
+                                    false
+                                }
+                                Err(e) => {
+                                    debug!(netns = plan.netns, error = %e, "TCP socket lookup failed; dumping");
+                                    false
+                                }
+                            }
+                        }
+                    };
+                (up_to_date, None)
+            } else {
+                // Counters first: anything that changes after this reading shows at the
+                // next tick, whether or not this dump saw it.
+                let counters = ns
+                    .counters
+                    .as_ref()
+                    .and_then(|c| c.read(&mut self.scratch.counter_buf).ok());
+                let unchanged = counters.is_some()
+                    && counters == ns.dumped_at
+                    && self.tick < ns.dumped_tick + REDUMP_TICKS;
+                (unchanged, counters)
+            };
             if unchanged {
                 self.dumps_skipped += 1;
-            } else {
+            } else if diag.is_broken() {
+                // A failed lookup could not be drained: open a new socket next tick.
                 ns.sockets.clear();
+                ns.diag = None;
+            } else {
                 ns.dumped_at = None;
-                match diag.dump_tcp(&mut ns.sockets) {
-                    Ok(summary) => {
+                let mut summary = Default::default();
+                let dumped: Result<(), NetlinkError> =
+                    ns.sockets.replace_with_dump(tracking, |out| {
+                        summary = diag.dump_tcp(out)?;
+                        Ok(())
+                    });
+                match dumped {
+                    Ok(()) => {
                         ns.last_error = None;
                         ns.dumped_tick = self.tick;
+                        if tracking {
+                            self.tcp_changes.stats.dumps += 1;
+                        }
                         // A dump the kernel flagged as inconsistent is not trusted twice.
                         ns.dumped_at = counters.filter(|_| !summary.interrupted);
                     }
                     Err(e) => {
-                        ns.sockets.clear();
                         if diag.is_broken() {
                             ns.diag = None;
                         }
@@ -572,7 +638,7 @@ impl EndpointReporter {
                     }
                 }
             }
-            self.scratch.sockets.extend_from_slice(&ns.sockets);
+            self.scratch.sockets.extend_from_slice(ns.sockets.sockets());
         }
         self.scratch
             .socket_ranges
@@ -1086,6 +1152,8 @@ impl Reporter for EndpointReporter {
             self.set_local_networks(networks);
         }
         let plans = self.plan(tick);
+        // Before any namespace is read: what changes after this shows next tick.
+        self.tcp_changes.drain();
         let s = &mut self.scratch;
         s.sockets.clear();
         s.socket_ranges.clear();

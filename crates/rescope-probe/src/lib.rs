@@ -20,9 +20,11 @@ pub mod process;
 pub mod publish;
 pub mod reporter;
 pub mod selfmetrics;
+pub mod socket_table;
 pub mod spy;
 pub mod sys;
 pub mod tagger;
+pub mod tls;
 pub mod walker;
 
 /// Signals shutdown: the probe stops when the value becomes `true` or the sender is
@@ -113,8 +115,14 @@ pub fn probe_for(
 pub async fn run(config: config::ProbeConfig, shutdown: Shutdown) -> std::io::Result<()> {
     sys::malloc::limit_arenas();
     let metrics = Arc::new(selfmetrics::SelfMetrics::new());
+    let tls = config
+        .client_tls()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let apps = publish::AppDirectory::default();
-    let pipes = pipe::Pipes::new(Arc::new(pipe::WsPipeTransport::new(apps.clone())));
+    let pipes = pipe::Pipes::new(Arc::new(pipe::WsPipeTransport::new(
+        apps.clone(),
+        tls.clone(),
+    )));
     let controls = control::ControlRegistry::new(!config.no_controls && !config.publish_stdout);
     let probe = probe_for(&config, metrics.clone(), &controls, &pipes);
     probe.spawn_background(config.spy_interval, &shutdown);
@@ -145,7 +153,7 @@ pub async fn run(config: config::ProbeConfig, shutdown: Shutdown) -> std::io::Re
             "probe started"
         );
         let publisher = publish::Publisher::new(
-            publish::PublishSettings::from_config(&config),
+            publish::PublishSettings::from_config(&config, tls),
             apps,
             controls,
             metrics,

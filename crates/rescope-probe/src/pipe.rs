@@ -255,10 +255,11 @@ pub struct WsPipeTransport {
 }
 
 impl WsPipeTransport {
-    pub fn new(apps: AppDirectory) -> Self {
+    pub fn new(apps: AppDirectory, tls: crate::tls::ClientTls) -> Self {
         WsPipeTransport {
             apps,
-            http: reqwest::Client::builder()
+            http: tls
+                .http_builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
@@ -303,13 +304,9 @@ async fn ws_pipe(
                 return;
             }
         };
-        let dialled = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio_tungstenite::connect_async(request),
-        )
-        .await;
+        let dialled = tokio::time::timeout(Duration::from_secs(5), app.connect_ws(request)).await;
         let socket = match dialled {
-            Ok(Ok((socket, _))) => socket,
+            Ok(Ok(socket)) => socket,
             Ok(Err(tungstenite::Error::Http(response)))
                 if response.status() == reqwest::StatusCode::NOT_FOUND =>
             {

@@ -36,6 +36,7 @@ use crate::Shutdown;
 use crate::config::{AppTarget, ProbeConfig, Secret};
 use crate::control::ControlRegistry;
 use crate::selfmetrics::SelfMetrics;
+use crate::tls::ClientTls;
 
 /// Bodies queued per app before the oldest is dropped.
 const QUEUE: usize = 2;
@@ -109,6 +110,8 @@ pub struct AppEndpoint {
     /// `http(s)://host:port`.
     pub base_url: String,
     pub headers: HeaderMap,
+    /// For `wss://` connections.
+    pub tls: ClientTls,
 }
 
 impl AppEndpoint {
@@ -132,6 +135,26 @@ impl AppEndpoint {
             request.headers_mut().insert(name.clone(), value.clone());
         }
         Ok(request)
+    }
+
+    /// Opens a websocket to `request` (`ws://` or `wss://`).
+    pub async fn connect_ws(
+        &self,
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tungstenite::Error,
+    > {
+        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            false,
+            Some(self.tls.ws_connector()),
+        )
+        .await?;
+        Ok(socket)
     }
 }
 
@@ -194,10 +217,12 @@ pub struct PublishSettings {
     pub probe_id: String,
     pub version: String,
     pub token: Secret,
+    /// How to reach `https://` apps.
+    pub tls: ClientTls,
 }
 
 impl PublishSettings {
-    pub fn from_config(config: &ProbeConfig) -> Self {
+    pub fn from_config(config: &ProbeConfig, tls: ClientTls) -> Self {
         PublishSettings {
             targets: config.targets.clone(),
             interval: config.publish_interval,
@@ -206,6 +231,7 @@ impl PublishSettings {
             probe_id: config.probe_id.clone(),
             version: config.version.clone(),
             token: config.token.clone(),
+            tls,
         }
     }
 }
@@ -236,7 +262,9 @@ impl Publisher {
         controls: ControlRegistry,
         metrics: Arc<SelfMetrics>,
     ) -> Self {
-        let http = reqwest::Client::builder()
+        let http = settings
+            .tls
+            .http_builder()
             .timeout(HTTP_TIMEOUT)
             .connect_timeout(DIAL_TIMEOUT)
             .build()
@@ -255,6 +283,7 @@ impl Publisher {
                     base_url: target.base_url(),
                     headers: probe_headers(&settings.probe_id, &settings.version, &token),
                     http: http.clone(),
+                    tls: settings.tls.clone(),
                     queue: Mutex::new(VecDeque::new()),
                     ready: Notify::new(),
                     needs_full: AtomicBool::new(true),
@@ -450,6 +479,7 @@ struct AppClient {
     base_url: String,
     headers: HeaderMap,
     http: reqwest::Client,
+    tls: ClientTls,
     queue: Mutex<VecDeque<Body>>,
     ready: Notify,
     /// The app has not received the latest full report.
@@ -561,6 +591,7 @@ impl AppClient {
                                 id: id.clone(),
                                 base_url: self.base_url.clone(),
                                 headers: self.headers.clone(),
+                                tls: self.tls.clone(),
                             });
                             if let Some(controls) = &self.controls {
                                 tokio::spawn(control_channel(
@@ -672,6 +703,7 @@ async fn control_channel(
         id: app_id.clone(),
         base_url: client.base_url.clone(),
         headers: client.headers.clone(),
+        tls: client.tls.clone(),
     };
     let url = format!("{}/api/control/ws", endpoint.ws_base());
     let mut backoff = Backoff::publish();
@@ -687,10 +719,9 @@ async fn control_channel(
                 return;
             }
         };
-        let dialled =
-            tokio::time::timeout(DIAL_TIMEOUT * 2, tokio_tungstenite::connect_async(request)).await;
+        let dialled = tokio::time::timeout(DIAL_TIMEOUT * 2, endpoint.connect_ws(request)).await;
         match dialled {
-            Ok(Ok((socket, _))) => {
+            Ok(Ok(socket)) => {
                 info!(app = %client.target, "control channel open");
                 last_error = None;
                 backoff.reset();
@@ -831,6 +862,7 @@ mod tests {
             base_url: "http://127.0.0.1:1".into(),
             headers: HeaderMap::new(),
             http: reqwest::Client::new(),
+            tls: ClientTls::system(),
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             needs_full: AtomicBool::new(false),
@@ -882,6 +914,7 @@ mod tests {
             id: "a1".into(),
             base_url: "http://x".into(),
             headers: HeaderMap::new(),
+            tls: ClientTls::system(),
         });
         assert_eq!(d.get("").map(|e| e.id), Some("a1".into()));
         assert_eq!(d.get("a1").map(|e| e.ws_base()), Some("ws://x".into()));

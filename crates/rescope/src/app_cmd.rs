@@ -59,6 +59,32 @@ pub struct AppArgs {
     )]
     pub basic_auth_password_file: Option<std::path::PathBuf>,
 
+    /// Token API clients and scripts may present instead of Basic credentials
+    /// (`Authorization: Bearer TOKEN`). Setting it makes every route need one of them.
+    #[arg(long = "api-token", env = "RESCOPE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// File holding the API token.
+    #[arg(long = "api-token-file", env = "RESCOPE_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
+
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key-file). Probes then
+    /// publish to `https://HOST:PORT`.
+    #[arg(
+        long = "tls-cert-file",
+        env = "RESCOPE_TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert-file.
+    #[arg(
+        long = "tls-key-file",
+        env = "RESCOPE_TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<std::path::PathBuf>,
+
     /// Token probes must present to publish (`Authorization: Scope-Probe token=…`).
     #[arg(
         long = "probe-token",
@@ -114,6 +140,24 @@ impl AppArgs {
                 user: self.basic_auth_user,
                 password: Secret(password),
             });
+        }
+        let api_token = match (self.api_token, self.api_token_file) {
+            (Some(t), _) => Some(t),
+            (None, Some(file)) => Some(
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        if api_token.as_ref().is_some_and(|t| t.is_empty()) {
+            bail!("the API token is empty: give a non-empty --api-token or --api-token-file");
+        }
+        config.api_token = api_token.map(Secret);
+        if let (Some(cert), Some(key)) = (self.tls_cert_file, self.tls_key_file) {
+            let files = rescope_app::tls::TlsFiles { cert, key };
+            config.tls = Some(files.server_config()?);
         }
         config.probe_token = self.probe_token.filter(|t| !t.is_empty()).map(Secret);
         config.allow_remote_exec = self.allow_remote_exec;

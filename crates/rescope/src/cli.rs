@@ -31,7 +31,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the probe and the app in one process; the UI and API on
     /// http://localhost:4040.
-    Launch(LaunchArgs),
+    Launch(Box<LaunchArgs>),
     /// Run the app only: receive reports from probes, serve the UI and API.
     App(AppArgs),
     /// Inspect, check and convert report files (Scope's wire format: JSON or msgpack,

@@ -61,6 +61,7 @@ fn run_daemon(command: cli::Command) -> Result<()> {
         });
         match command {
             cli::Command::Launch(args) => {
+                let args = *args;
                 let app = args.app.into_config()?;
                 let probe = args.probe.into_config(Vec::new())?;
                 launch_cmd::run(app, probe, shutdown).await

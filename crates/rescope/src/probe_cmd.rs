@@ -89,6 +89,13 @@ pub struct ProbeOptions {
     #[arg(long = "conntrack", alias = "probe.conntrack", env = "RESCOPE_CONNTRACK", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub conntrack: bool,
 
+    /// Follow TCP state changes with eBPF (tracepoint sock:inet_sock_set_state), so
+    /// connections are updated from the changes instead of dumping every socket each
+    /// tick; without BTF, root or a recent kernel, the probe dumps as before. Scope's
+    /// `--probe.ebpf.connections` is accepted too.
+    #[arg(long = "track-tcp-changes", alias = "probe.ebpf.connections", env = "RESCOPE_TRACK_TCP_CHANGES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    pub track_tcp_changes: bool,
+
     /// Report Docker containers and images.
     #[arg(long = "docker", alias = "probe.docker", env = "RESCOPE_DOCKER", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub docker: bool,
@@ -111,6 +118,16 @@ pub struct ProbeOptions {
         hide_env_values = true
     )]
     pub token: Option<String>,
+
+    /// Also trust the certificate authorities in this PEM file for `https://` apps (an
+    /// app serving a self-signed or private-CA certificate).
+    #[arg(long = "tls-ca-file", env = "RESCOPE_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+
+    /// Accept any certificate from `https://` apps. Reports and controls can then be
+    /// read and changed by anyone on the network path; prefer --tls-ca-file.
+    #[arg(long = "insecure", alias = "probe.insecure", env = "RESCOPE_INSECURE", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub insecure: bool,
 
     /// Print reports as JSON on standard output instead of publishing.
     #[arg(long = "publish-stdout", alias = "probe.publish.stdout", env = "RESCOPE_PUBLISH_STDOUT", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
@@ -173,9 +190,12 @@ impl ProbeOptions {
         config.proc_root = self.proc_root;
         config.processes = self.processes;
         config.conntrack = self.conntrack;
+        config.track_tcp_changes = self.track_tcp_changes;
         config.docker = self.docker;
         config.docker_socket = self.docker_host.trim_start_matches("unix://").to_string();
         config.token = Secret(self.token.unwrap_or_default());
+        config.tls_ca_file = self.tls_ca_file;
+        config.tls_insecure = self.insecure;
         config.publish_stdout = self.publish_stdout;
         config.http_listen = self.http_listen;
         Ok(config)

@@ -1,13 +1,12 @@
 import Graph from "graphology";
-import forceAtlas2 from "graphology-layout-forceatlas2";
-import FA2Layout from "graphology-layout-forceatlas2/worker";
+import type FA2Layout from "graphology-layout-forceatlas2/worker";
 import { useEffect, useRef, useState } from "react";
 import Sigma from "sigma";
 import { EdgeArrowProgram, EdgeLineProgram, NodePointProgram } from "sigma/rendering";
 import type { NodeMap } from "../diff";
 import { useStore } from "../store";
 import type { NodeSummary } from "../types";
-import { lazyLayerClears, skipPickingWhileMoving } from "./layers";
+import { lazyLayerClears, pickingAtRestOnly, skipPickingWhileMoving } from "./layers";
 import { NODE_GAP, layeredLayout, placeNear, spiralLayout, type Point } from "./layout";
 import ShapeDotProgram from "./shapeProgram";
 import { heatColor, pseudoColor, rankColor, shapeCode } from "./style";
@@ -21,6 +20,15 @@ export const LAYERED_MAX = 400;
  * with SwiftShader: ~600 ms frames with textured shapes and arrows, ~67 ms so).
  */
 export const DENSE_ABOVE = 1000;
+
+/** The force layout, loaded when a large view first needs it: small views never do. */
+async function loadForceLayout() {
+  const [fa2, worker] = await Promise.all([
+    import("graphology-layout-forceatlas2"),
+    import("graphology-layout-forceatlas2/worker"),
+  ]);
+  return { inferSettings: fa2.default.inferSettings, FA2Layout: worker.default };
+}
 
 interface Props {
   nodes: NodeMap;
@@ -57,8 +65,25 @@ function labelRoom(): number {
   return theme.labelPx;
 }
 
+/**
+ * Labels already cut, by font, room and text: every frame draws every label again, and
+ * while the view pans the room stays the same, so the measuring is done once.
+ */
+const fitted = new Map<string, string>();
+
 /** The text cut with an ellipsis to fit `px` pixels in the context's current font. */
 function fit(ctx: CanvasRenderingContext2D, text: string, px: number): string {
+  const key = `${ctx.font}\u0000${px}\u0000${text}`;
+  let out = fitted.get(key);
+  if (out === undefined) {
+    if (fitted.size > 20_000) fitted.clear();
+    out = cut(ctx, text, px);
+    fitted.set(key, out);
+  }
+  return out;
+}
+
+function cut(ctx: CanvasRenderingContext2D, text: string, px: number): string {
   if (ctx.measureText(text).width <= px) return text;
   let lo = 0;
   let hi = text.length;
@@ -165,6 +190,10 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
   const sigmaRef = useRef<Sigma | null>(null);
   const graphRef = useRef<Graph | null>(null);
   const layoutRef = useRef<FA2Layout | null>(null);
+  /** Bumped whenever a layout is stopped, so a layout still loading knows it is stale. */
+  const layoutSeq = useRef(0);
+  /** A layout was asked for and its code is still loading. */
+  const layoutPending = useRef(false);
   const keyRef = useRef<string>("");
   const hoverRef = useRef<{ node: string; near: Set<string> } | null>(null);
   const matchRef = useRef<Set<string> | null>(null);
@@ -182,8 +211,11 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     const graph = new Graph({ multi: false, type: "directed" });
     graphRef.current = graph;
     const sigma = new Sigma(graph, container.current!, {
-      nodeProgramClasses: { shape: ShapeDotProgram, dot: NodePointProgram },
-      edgeProgramClasses: { arrow: EdgeArrowProgram, line: EdgeLineProgram },
+      // The programs of views up to DENSE_ABOVE nodes; those of denser views are added
+      // when one is first shown (each program compiled costs time before the first
+      // frame on a software GPU).
+      nodeProgramClasses: { shape: ShapeDotProgram },
+      edgeProgramClasses: { arrow: EdgeArrowProgram },
       defaultEdgeType: "arrow",
       defaultNodeType: "shape",
       defaultDrawNodeLabel: drawLabel as never,
@@ -243,7 +275,17 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     });
     sigmaRef.current = sigma;
     lazyLayerClears(sigma.getCanvases(), false);
-    skipPickingWhileMoving(sigma.getMouseCaptor() as unknown as Parameters<typeof skipPickingWhileMoving>[0]);
+    const captor = sigma.getMouseCaptor() as unknown as Parameters<typeof skipPickingWhileMoving>[0] & {
+      isMoving: boolean;
+      draggedEvents: number;
+      currentWheelDirection: number;
+    };
+    skipPickingWhileMoving(captor);
+    // Sigma's own test for a moving camera (it hides edges and labels by it).
+    pickingAtRestOnly(
+      sigma,
+      () => sigma.getCamera().isAnimated() || captor.isMoving || !!captor.draggedEvents || !!captor.currentWheelDirection,
+    );
     // Labels get the room between neighbouring nodes at the current zoom.
     theme.measure = () => {
       if (graph.order > LAYERED_MAX) return 180;
@@ -275,6 +317,7 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     sigma.on("clickStage", () => selectNode(null));
     (window as unknown as { __rescopeSigma?: Sigma }).__rescopeSigma = sigma;
     return () => {
+      layoutSeq.current++;
       layoutRef.current?.kill();
       layoutRef.current = null;
       sigma.kill();
@@ -290,9 +333,16 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     const fresh = keyRef.current !== nodesKey || graph.order === 0 || relayout !== relayoutSeen.current;
     relayoutSeen.current = relayout;
     const large = nodes.size > LAYERED_MAX;
-    const wasRunning = layoutRef.current?.isRunning() ?? false;
+    const seq = ++layoutSeq.current;
+    const wasRunning = (layoutRef.current?.isRunning() ?? false) || layoutPending.current;
+    layoutPending.current = false;
     layoutRef.current?.kill();
     layoutRef.current = null;
+
+    if (nodes.size > DENSE_ABOVE && !sigma.getSetting("nodeProgramClasses").dot) {
+      sigma.setSetting("nodeProgramClasses", { shape: ShapeDotProgram, dot: NodePointProgram });
+      sigma.setSetting("edgeProgramClasses", { arrow: EdgeArrowProgram, line: EdgeLineProgram });
+    }
 
     let added = 0;
     if (fresh) {
@@ -341,13 +391,18 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     });
 
     if (large && (added > 0 || wasRunning)) {
-      const layout = new FA2Layout(graph, {
-        settings: { ...forceAtlas2.inferSettings(graph), barnesHutOptimize: graph.order > 800, slowDown: 8 },
+      layoutPending.current = true;
+      void loadForceLayout().then(({ inferSettings, FA2Layout }) => {
+        if (seq !== layoutSeq.current) return;
+        layoutPending.current = false;
+        const layout = new FA2Layout(graph, {
+          settings: { ...inferSettings(graph), barnesHutOptimize: graph.order > 800, slowDown: 8 },
+        });
+        layoutRef.current = layout;
+        layout.start();
+        if (stopTimer.current) clearTimeout(stopTimer.current);
+        stopTimer.current = setTimeout(() => layout.stop(), fresh ? 6000 : 1500);
       });
-      layoutRef.current = layout;
-      layout.start();
-      if (stopTimer.current) clearTimeout(stopTimer.current);
-      stopTimer.current = setTimeout(() => layout.stop(), fresh ? 6000 : 1500);
     }
     if (fresh) {
       // Small views show every label (each cut to the room it has); large ones let

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { lazyClear2D, lazyClearWebGL, skipPickingWhileMoving } from "./layers";
+import { lazyClear2D, lazyClearWebGL, pickingAtRestOnly, skipPickingWhileMoving } from "./layers";
 import { shapeCode } from "./style";
 
 function fakeCanvas() {
@@ -95,6 +95,59 @@ describe("picking while moving", () => {
     captor.emit("mousemovebody");
     captor.emit("mouseup");
     expect(seen).toEqual(["mousemove", "mousemovebody", "mouseup"]);
+  });
+});
+
+describe("picking only at rest", () => {
+  function fakeRenderer() {
+    const frames: { picking: boolean; layers: number }[] = [];
+    const r = {
+      pickingLayers: new Set(["nodes"]),
+      nodePrograms: { shape: { pickProgram: "pick" as unknown } },
+      edgePrograms: { arrow: { pickProgram: null as unknown } },
+      scheduled: 0,
+      render() {
+        frames.push({ picking: r.nodePrograms.shape.pickProgram !== null, layers: r.pickingLayers.size });
+      },
+      scheduleRender() {
+        r.scheduled++;
+      },
+      getNodeAtPosition(_position: unknown) {
+        return frames.at(-1)?.picking ? "n1" : "stale";
+      },
+    };
+    return { r, frames };
+  }
+
+  it("skips the picking pass while moving and draws it again once still", async () => {
+    const { r, frames } = fakeRenderer();
+    let moving = false;
+    pickingAtRestOnly(r, () => moving);
+    r.render();
+    moving = true;
+    r.render();
+    expect(frames).toEqual([
+      { picking: true, layers: 1 },
+      { picking: false, layers: 0 },
+    ]);
+    // Restored after the frame.
+    expect(r.nodePrograms.shape.pickProgram).toBe("pick");
+    expect(r.pickingLayers.size).toBe(1);
+    await new Promise((done) => setTimeout(done, 150));
+    expect(r.scheduled).toBe(0);
+    moving = false;
+    await new Promise((done) => setTimeout(done, 150));
+    expect(r.scheduled).toBe(1);
+  });
+
+  it("never looks up a node in a picture drawn while moving", () => {
+    const { r, frames } = fakeRenderer();
+    let moving = true;
+    pickingAtRestOnly(r, () => moving);
+    r.render();
+    moving = false;
+    expect(r.getNodeAtPosition({ x: 1, y: 1 })).toBe("n1");
+    expect(frames.at(-1)).toEqual({ picking: true, layers: 1 });
   });
 });
 

@@ -121,3 +121,59 @@ export function skipPickingWhileMoving(captor: Captor) {
     return emit(type, ...args);
   };
 }
+
+interface PickingRenderer {
+  render(): unknown;
+  scheduleRender(): unknown;
+  getNodeAtPosition(position: unknown): string | null;
+  pickingLayers: Set<string>;
+  nodePrograms: Record<string, { pickProgram: unknown }>;
+  edgePrograms: Record<string, { pickProgram: unknown }>;
+}
+
+/**
+ * Keeps sigma's picking pass (nodes drawn a second time, in ID colours, into a texture
+ * it reallocates on every frame) out of the frames drawn while the camera moves: no
+ * pointer lookup happens then (see skipPickingWhileMoving). Once the camera is still
+ * the view is drawn again with the pass, and a lookup made before that (a click right
+ * after a drag) draws it first, so a lookup never reads a stale picture.
+ */
+export function pickingAtRestOnly(renderer: unknown, moving: () => boolean) {
+  const r = renderer as PickingRenderer;
+  const render = r.render.bind(r);
+  const lookup = r.getNodeAtPosition.bind(r);
+  let stale = false;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const whenStill = () => {
+    timer = null;
+    if (!stale) return;
+    if (moving()) timer = setTimeout(whenStill, 100);
+    else r.scheduleRender();
+  };
+  r.render = () => {
+    if (!moving()) {
+      stale = false;
+      return render();
+    }
+    const layers = r.pickingLayers;
+    const programs = [...Object.values(r.nodePrograms), ...Object.values(r.edgePrograms)];
+    const picks = programs.map((p) => p.pickProgram);
+    r.pickingLayers = new Set();
+    programs.forEach((p) => (p.pickProgram = null));
+    try {
+      return render();
+    } finally {
+      r.pickingLayers = layers;
+      programs.forEach((p, i) => (p.pickProgram = picks[i]));
+      stale = true;
+      timer ??= setTimeout(whenStill, 100);
+    }
+  };
+  r.getNodeAtPosition = (position: unknown) => {
+    if (stale) {
+      stale = false;
+      render();
+    }
+    return lookup(position);
+  };
+}

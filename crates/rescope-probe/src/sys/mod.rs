@@ -8,4 +8,5 @@ pub mod netns;
 pub mod proc;
 pub mod sockdiag;
 pub mod tcp_counters;
+pub mod tcptrack;
 pub mod unixhttp;

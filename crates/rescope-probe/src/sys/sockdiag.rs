@@ -19,9 +19,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use netlink_packet_core::{
-    DoneBuffer, ErrorBuffer, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
-    NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkSerializable,
-    Parseable,
+    DoneBuffer, ErrorBuffer, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
+    NetlinkSerializable, Parseable,
 };
 use netlink_packet_sock_diag::inet::{
     ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags,
@@ -519,6 +519,22 @@ pub struct SockDiag {
     request_v4: Vec<u8>,
     request_v6: Vec<u8>,
     per_family: bool,
+    /// The last exact request, reused.
+    request_one: Vec<u8>,
+}
+
+/// One socket asked for by its exact addresses (see [`SockDiag::lookup`]): the
+/// address family it was created with and its addresses as the kernel holds them (an
+/// IPv6 socket talking IPv4 has IPv4-mapped addresses and family `AF_INET6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExactSocket {
+    pub family: u8,
+    pub local_ip: IpAddr,
+    pub local_port: u16,
+    pub remote_ip: IpAddr,
+    pub remote_port: u16,
+    /// The interface the socket is bound to, 0 for none.
+    pub interface: u32,
 }
 
 impl SockDiag {
@@ -549,6 +565,7 @@ impl SockDiag {
             request_v4: request(AF_INET),
             request_v6: request(AF_INET6),
             per_family: false,
+            request_one: Vec::new(),
         })
     }
 
@@ -590,6 +607,59 @@ impl SockDiag {
             interrupted: v4.interrupted || v6.interrupted,
         })
     }
+}
+
+impl SockDiag {
+    /// Asks the kernel for one socket by its exact addresses, whatever its state: what
+    /// a dump would say of it (inode, owner's uid, state), or `None` when there is no
+    /// such socket. A listener is asked for with an unspecified remote address and
+    /// port 0; several listeners sharing a port (`SO_REUSEPORT`) answer as one.
+    pub fn lookup(&mut self, which: &ExactSocket) -> Result<Option<TcpSocket>, NetlinkError> {
+        exact_request(&mut self.request_one, which);
+        let mut found = Vec::with_capacity(1);
+        match self.socket.request(&mut self.request_one, |kind, payload| {
+            push_inet_message(kind, payload, &mut found)
+        }) {
+            Ok(_) => Ok(found.pop()),
+            Err(NetlinkError::Kernel {
+                errno: Errno::ENOENT,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Writes a `SOCK_DIAG_BY_FAMILY` request for one socket into `buf`: netlink header,
+/// then `struct inet_diag_req_v2` (family, protocol, extensions, padding, states,
+/// and the socket ID: ports and addresses in network byte order, the interface, and
+/// the "any cookie" value).
+fn exact_request(buf: &mut Vec<u8>, which: &ExactSocket) {
+    const INET_DIAG_REQ_V2_LEN: usize = 56;
+    let len = NLMSG_HEADER_LEN + INET_DIAG_REQ_V2_LEN;
+    let addr = |ip: IpAddr| -> [u8; 16] {
+        let mut a = [0u8; 16];
+        match ip {
+            IpAddr::V4(v4) if which.family == AF_INET => a[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V4(v4) => a = v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => a = v6.octets(),
+        }
+        a
+    };
+    buf.clear();
+    buf.extend_from_slice(&(len as u32).to_ne_bytes());
+    buf.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    buf.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // sequence, set per request
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel fills it in
+    buf.extend_from_slice(&[which.family, IPPROTO_TCP, 0, 0]);
+    buf.extend_from_slice(&u32::MAX.to_ne_bytes()); // any state
+    buf.extend_from_slice(&which.local_port.to_be_bytes());
+    buf.extend_from_slice(&which.remote_port.to_be_bytes());
+    buf.extend_from_slice(&addr(which.local_ip));
+    buf.extend_from_slice(&addr(which.remote_ip));
+    buf.extend_from_slice(&which.interface.to_ne_bytes());
+    buf.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
 }
 
 /// A `TCPDIAG_GETSOCK` dump request: netlink header, then `struct inet_diag_req`
@@ -875,6 +945,92 @@ mod tests {
                     "IPv6 sockets are in the same dump"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_lookup_finds_one_socket_by_its_exact_addresses() {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let client_port = client.local_addr().expect("addr").port();
+        let mut diag = SockDiag::open(CONNECTION_AND_LISTEN_STATES).expect("sock_diag");
+        let exact = |local_ip, local_port, remote_ip, remote_port| ExactSocket {
+            family: AF_INET,
+            local_ip,
+            local_port,
+            remote_ip,
+            remote_port,
+            interface: 0,
+        };
+
+        let c = diag
+            .lookup(&exact(lo, client_port, lo, port))
+            .expect("lookup")
+            .expect("the client socket");
+        assert_eq!((c.local_port, c.remote_port), (client_port, port));
+        assert_eq!(c.state, TcpState::Established);
+        assert_ne!(c.inode, 0);
+        assert_eq!(c.uid, nix::unistd::getuid().as_raw());
+
+        // Not accepted yet: the server's end has no file, so no inode.
+        let s = diag
+            .lookup(&exact(lo, port, lo, client_port))
+            .expect("lookup")
+            .expect("the server's end");
+        assert_eq!((s.state, s.inode), (TcpState::Established, 0));
+        let (_accepted, _) = listener.accept().expect("accept");
+        let s = diag
+            .lookup(&exact(lo, port, lo, client_port))
+            .expect("lookup")
+            .expect("the server's end");
+        assert_ne!(s.inode, 0, "accepted: now it has one");
+
+        let l = diag
+            .lookup(&exact(lo, port, any, 0))
+            .expect("lookup")
+            .expect("the listener");
+        assert_eq!(
+            (l.state, l.local_port, l.remote_port),
+            (TcpState::Listen, port, 0)
+        );
+
+        drop(client);
+        let gone = diag
+            .lookup(&exact(lo, client_port, lo, port))
+            .expect("lookup");
+        assert!(
+            gone.is_none_or(|g| !g.state.is_connection() || g.inode == 0),
+            "closed: {gone:?}"
+        );
+        assert_eq!(
+            diag.lookup(&exact(lo, 1, lo, 2)).expect("lookup"),
+            None,
+            "no such socket"
+        );
+        // The socket is still usable for dumps after requests.
+        let mut out = Vec::new();
+        diag.dump_tcp(&mut out).expect("dump");
+        assert!(
+            out.iter()
+                .any(|s| s.local_port == port && s.state == TcpState::Listen)
+        );
+
+        if let Ok(v6) = std::net::TcpListener::bind("[::1]:0") {
+            let p6 = v6.local_addr().expect("addr").port();
+            let found = diag
+                .lookup(&ExactSocket {
+                    family: AF_INET6,
+                    local_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    local_port: p6,
+                    remote_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    remote_port: 0,
+                    interface: 0,
+                })
+                .expect("lookup");
+            assert_eq!(found.map(|f| f.state), Some(TcpState::Listen));
         }
     }
 }
