@@ -311,15 +311,16 @@ impl DockerWatcher {
     }
 }
 
-/// What of a container's inspection, when it changes, makes the spy tick at once.
-fn lifecycle_of(
-    c: &ContainerInspectResponse,
-) -> Option<(
+/// A container's status, whether it runs, whether it is paused, and its init pid.
+type Lifecycle = (
     Option<bollard::models::ContainerStateStatusEnum>,
     Option<bool>,
     Option<bool>,
     Option<i64>,
-)> {
+);
+
+/// What of a container's inspection, when it changes, makes the spy tick at once.
+fn lifecycle_of(c: &ContainerInspectResponse) -> Option<Lifecycle> {
     c.state
         .as_ref()
         .map(|s| (s.status, s.running, s.paused, s.pid))
