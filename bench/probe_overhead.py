@@ -16,6 +16,17 @@ With --compare OTHER_BINARY, both probes run at once under the same load, each
 publishing to its own sink: on a machine shared with other work, a paired run is the
 fair way to tell two builds apart (run it a few times).
 
+Containers (issue: containers performance budget):
+  --containers N   also run N containers (`sleep` in the busybox test image, made with
+                   `docker import` from the host's static busybox if missing), labelled
+                   rescope-bench=probe-overhead and removed at the end.
+  --docker-pair    run the binary twice at once, with Docker and with
+                   --probe.docker=false, on the same containers: the difference is what
+                   the Docker part costs. --repeat K does K paired runs and prints each
+                   difference and their mean.
+
+  bench/probe-overhead --scenario idle --containers 50 --docker-pair --repeat 5 --seconds 60
+
 Only loopback addresses are used. Standard library only.
 """
 
@@ -153,6 +164,72 @@ def stop(children):
             c.kill()
 
 
+BUSYBOX_IMAGE = "rescope-test/busybox:latest"
+BENCH_LABEL = "rescope-bench=probe-overhead"
+
+
+def docker(*args, check=True):
+    out = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise SystemExit(f"docker {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def ensure_busybox_image():
+    if subprocess.run(["docker", "image", "inspect", BUSYBOX_IMAGE], capture_output=True).returncode == 0:
+        return
+    busybox = next((p for p in ["/bin/busybox", "/usr/bin/busybox"] if os.path.exists(p)), None)
+    if busybox is None:
+        raise SystemExit("no static busybox on this machine (apt-get install busybox-static)")
+    script = (f"set -e; d=$(mktemp -d); mkdir -p $d/bin; cp {busybox} $d/bin/busybox; "
+              "for a in sh sleep httpd nc echo cat; do ln -s busybox $d/bin/$a; done; "
+              f"tar -C $d -c . | docker import - {BUSYBOX_IMAGE} >/dev/null; rm -rf $d")
+    subprocess.run(["sh", "-c", script], check=True)
+
+
+def start_containers(n):
+    """n running containers; returns their IDs."""
+    if n == 0:
+        return []
+    ensure_busybox_image()
+    ids = []
+    for i in range(n):
+        ids.append(docker("run", "-d", "--label", BENCH_LABEL, "--name", f"rescope-bench-{os.getpid()}-{i}",
+                          BUSYBOX_IMAGE, "sleep", "3600"))
+    return ids
+
+
+def remove_containers(ids):
+    for i in range(0, len(ids), 25):
+        docker("rm", "-f", *ids[i:i + 25], check=False)
+
+
+def pids_of(name):
+    out = subprocess.run(["pidof", name], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+class CpuOf:
+    """CPU of other processes (the Docker daemon) over a run, percent of one core."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.start = self.ticks()
+        self.t = time.time()
+
+    def ticks(self):
+        total = 0
+        for pid in self.pids:
+            try:
+                total += proc_sample(pid)[0]
+            except OSError:
+                pass
+        return total
+
+    def percent(self, clk):
+        return round((self.ticks() - self.start) / clk / (time.time() - self.t) * 100.0, 2)
+
+
 def proc_sample(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -188,8 +265,9 @@ def histogram_mean(text, name):
 class RunningProbe:
     """One probe under measurement, with its own sink app and metrics port."""
 
-    def __init__(self, binary, index, args):
+    def __init__(self, binary, index, args, extra_args=()):
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.app = SinkApp()
         threading.Thread(target=self.app.serve_forever, daemon=True).start()
         self.app_url = f"http://127.0.0.1:{self.app.server_address[1]}"
@@ -200,7 +278,8 @@ class RunningProbe:
         self.log = open(self.log_path, "w")
         target = ["--publish-stdout"] if args.stdout else [self.app_url]
         self.proc = subprocess.Popen(
-            [binary, "probe", "--http-listen", f"127.0.0.1:{self.metrics_port}", *args.probe_args, *target],
+            [binary, "probe", "--http-listen", f"127.0.0.1:{self.metrics_port}", *args.probe_args, *self.extra_args,
+             *target],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
         )
@@ -240,7 +319,9 @@ class RunningProbe:
         largest = max(reports, key=lambda r: r[1]) if reports else (0, 0, 0)
         figures = {
             "binary": self.binary,
+            "probe_args": [*args.probe_args, *self.extra_args],
             "scenario": args.scenario,
+            "containers": args.containers,
             "seconds": args.seconds,
             "cpu_percent_avg": round(statistics.mean(cpu), 2) if cpu else None,
             "cpu_percent_max": round(max(cpu), 2) if cpu else None,
@@ -281,6 +362,35 @@ class RunningProbe:
         return figures
 
 
+def run_once(args, probe_specs, clk):
+    """One run of the probes in probe_specs [(binary, extra args)] at once."""
+    probes = []
+    daemon = CpuOf(pids_of("dockerd") + pids_of("containerd")) if args.containers else None
+    try:
+        for i, (binary, extra) in enumerate(probe_specs):
+            probes.append(RunningProbe(binary, i, args, extra))
+        time.sleep(3)  # start-up (first full walk) is not steady state
+        if daemon:
+            daemon = CpuOf(daemon.pids)
+        for p in probes:
+            p.start_sampling()
+        for _ in range(args.seconds):
+            time.sleep(1)
+            for p in probes:
+                p.sample(clk)
+        for p in probes:
+            p.scrape()
+        daemon_cpu = daemon.percent(clk) if daemon else None
+    finally:
+        for p in probes:
+            p.stop()
+    results = [p.figures(args) for p in probes]
+    if daemon_cpu is not None:
+        for r in results:
+            r["dockerd_and_containerd_cpu_percent_avg"] = daemon_cpu
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="scope")
@@ -289,6 +399,10 @@ def main():
     ap.add_argument("--compare", metavar="BINARY",
                     help="also run this binary's probe at the same time, under the same load (each with its own "
                          "sink app): a paired comparison that a noisy machine disturbs far less than two runs in turn")
+    ap.add_argument("--containers", type=int, default=0, help="also run this many containers (see above)")
+    ap.add_argument("--docker-pair", action="store_true",
+                    help="run the binary with Docker and with --probe.docker=false at once (see above)")
+    ap.add_argument("--repeat", type=int, default=1, help="paired runs to make (the probes restart for each)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--stdout", action="store_true",
                     help="run the probe with --publish-stdout (to /dev/null) instead of publishing to the sink app")
@@ -301,30 +415,52 @@ def main():
 
     procs, conns = SCENARIOS[args.scenario]
     raise_fd_limit(8192)
-    binaries = [args.binary] + ([args.compare] if args.compare else [])
-    print(f"scenario {args.scenario}: {procs} extra processes, {conns} connections")
-    load = start_load(procs, conns)
-    probes = []
+    specs = [(args.binary, [])]
+    if args.compare:
+        specs.append((args.compare, []))
+    if args.docker_pair:
+        specs.append((args.binary, ["--probe.docker=false"]))
+    print(f"scenario {args.scenario}: {procs} extra processes, {conns} connections, {args.containers} containers")
+    containers = []
+    load = []
     clk = os.sysconf("SC_CLK_TCK")
+    runs = []
     try:
-        for i, binary in enumerate(binaries):
-            probes.append(RunningProbe(binary, i, args))
-        time.sleep(3)  # start-up (first full walk) is not steady state
-        for p in probes:
-            p.start_sampling()
-        for _ in range(args.seconds):
-            time.sleep(1)
-            for p in probes:
-                p.sample(clk)
-        for p in probes:
-            p.scrape()
+        containers = start_containers(args.containers)
+        load = start_load(procs, conns)
+        for rep in range(args.repeat):
+            # Alternate which probe starts first (and gets the first metrics port).
+            order = specs if rep % 2 == 0 else specs[::-1]
+            results = run_once(args, order, clk)
+            if rep % 2 == 1:
+                results = results[::-1]
+            runs.append(results)
+            if args.repeat > 1:
+                cpus = ", ".join(f"{r['cpu_percent_avg']} %" for r in results)
+                print(f"run {rep + 1}/{args.repeat}: CPU {cpus}", flush=True)
     finally:
-        for p in probes:
-            p.stop()
         stop(load)
+        remove_containers(containers)
 
-    results = [p.figures(args) for p in probes]
-    out = results[0] if len(results) == 1 else results
+    if args.repeat == 1:
+        out = runs[0][0] if len(runs[0]) == 1 else runs[0]
+    else:
+        out = {"runs": runs}
+    if len(specs) == 2:
+        diffs = [round(r[0]["cpu_percent_avg"] - r[1]["cpu_percent_avg"], 2) for r in runs]
+        summary = {
+            "first": specs[0][0] + " " + " ".join(specs[0][1]),
+            "second": specs[1][0] + " " + " ".join(specs[1][1]),
+            "cpu_percent_avg_first": [r[0]["cpu_percent_avg"] for r in runs],
+            "cpu_percent_avg_second": [r[1]["cpu_percent_avg"] for r in runs],
+            "cpu_difference_first_minus_second": diffs,
+            "cpu_difference_mean": round(statistics.mean(diffs), 2),
+        }
+        if len(diffs) > 1:
+            summary["cpu_difference_stdev"] = round(statistics.stdev(diffs), 2)
+        if args.repeat == 1:
+            out = {"runs": runs}
+        out["summary"] = summary
     print(json.dumps(out, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,11 +1,22 @@
 //! Docker: the Container and ContainerImage topologies (protocol.md §2.12), container
 //! CPU and memory from cgroups, and processes attributed to their containers.
 //!
-//! A watcher task keeps a copy of every container's inspection and the image list: a
-//! full refresh on connect and every [`REFRESH`], and an update on every engine event,
-//! so a new container shows within the next spy tick. When the daemon is absent or
+//! A watcher task keeps a copy of every container's inspection, the image list and
+//! the network list: a full refresh on connect and every [`REFRESH`], and an update
+//! on every engine event. When a container appears, goes or changes state, it wakes
+//! the spy loop ([`DockerWatcher::lifecycle_notify`]), so a `docker run` shows at the
+//! next tick, not the next spy interval. When the daemon is absent or
 //! restarts, the watcher says so once, keeps retrying, and says when it is back; the
 //! reporter meanwhile reports no containers. Reporting itself never waits on Docker.
+//!
+//! The watcher also knows the engine's networks. The subnets of its bridge networks
+//! are only unique on this host, so their addresses are scoped by the host ID, in end
+//! point IDs (through [`DockerReporter::share_local_networks`]) and in the containers'
+//! `docker_container_ips_with_scopes` alike, which is what lets the app join a
+//! connection seen only by conntrack to the containers at its ends (Scope does the
+//! same for `docker0`). Every network's subnets go into the `local_networks` of the
+//! `#docker_peer_<host>` overlay node, so the app does not take container addresses
+//! for the Internet (protocol.md §2.12, §8.3).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -13,9 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerInspectResponse, ImageSummary};
+use bollard::models::{ContainerInspectResponse, EventMessageTypeEnum, ImageSummary, Network};
 use bollard::query_parameters::{
     EventsOptions, InspectContainerOptions, ListContainersOptions, ListImagesOptions,
+    ListNetworksOptions,
 };
 use futures_util::StreamExt;
 use rescope_report::{
@@ -25,16 +37,27 @@ use rescope_report::{
 use tracing::{info, warn};
 
 use crate::Shutdown;
+use crate::endpoint::{Cidr, LocalNetworks};
 use crate::reporter::{Reporter, ReporterError, Tick};
 use crate::sys::cgroup;
 
-/// How often the watcher re-reads everything, besides reacting to events.
+/// How often the watcher lists containers, images and networks again, besides
+/// reacting to events. Containers whose state did not change are not inspected again,
+/// except every [`FULL_REFRESH_EVERY`]th time.
 pub const REFRESH: Duration = Duration::from_secs(10);
+
+/// Every this many refreshes, every container is inspected again.
+pub const FULL_REFRESH_EVERY: u32 = 6;
+
+type Inspection = Arc<ContainerInspectResponse>;
 
 #[derive(Debug, Default)]
 struct State {
-    containers: BTreeMap<String, ContainerInspectResponse>,
+    /// Shared with the reporter's copy of each tick (a deep copy of fifty inspections
+    /// a second showed in profiles).
+    containers: BTreeMap<String, Inspection>,
     images: Vec<ImageSummary>,
+    networks: Vec<Network>,
     connected: bool,
 }
 
@@ -45,6 +68,10 @@ pub struct DockerWatcher {
     state: Arc<Mutex<State>>,
     /// Bumped on every change, so the reporter knows when to look again.
     changes: Arc<tokio::sync::Notify>,
+    /// Signalled (one stored permit) when a container appears, goes, or changes
+    /// state: the spy ticks at once, so a `docker run` shows without waiting for the
+    /// next spy interval.
+    lifecycle: Arc<tokio::sync::Notify>,
 }
 
 impl DockerWatcher {
@@ -54,7 +81,14 @@ impl DockerWatcher {
             socket: socket.into(),
             state: Arc::default(),
             changes: Arc::default(),
+            lifecycle: Arc::default(),
         }
+    }
+
+    /// Signalled when a container appears, goes or changes state (see
+    /// [`crate::spy::Spy::wake_on`]).
+    pub fn lifecycle_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.lifecycle.clone()
     }
 
     /// A client for the engine (connecting is lazy; errors come with the first call).
@@ -72,51 +106,139 @@ impl DockerWatcher {
         self.changes.notified().await;
     }
 
-    async fn refresh_all(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
+    /// Lists everything again. With `full`, every container is inspected; otherwise
+    /// only those new or in another state than the copy has (events keep the others
+    /// up to date).
+    async fn refresh(&self, docker: &Docker, full: bool) -> Result<(), bollard::errors::Error> {
         let list = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 ..Default::default()
             }))
             .await?;
+        let known: BTreeMap<String, Inspection> = if full {
+            BTreeMap::new()
+        } else {
+            self.state
+                .lock()
+                .map(|s| s.containers.clone())
+                .unwrap_or_default()
+        };
         let mut containers = BTreeMap::new();
         for summary in list {
             let Some(cid) = summary.id else { continue };
+            let listed = summary.state.map(|s| s.to_string());
+            if let Some(c) = known.get(&cid)
+                && c.state
+                    .as_ref()
+                    .and_then(|s| s.status)
+                    .map(|s| s.to_string())
+                    == listed
+            {
+                containers.insert(cid, c.clone());
+                continue;
+            }
             match docker
                 .inspect_container(&cid, None::<InspectContainerOptions>)
                 .await
             {
                 Ok(inspect) => {
-                    containers.insert(cid, inspect);
+                    containers.insert(cid, Arc::new(inspect));
                 }
                 Err(_) => continue, // removed between the list and the inspection
             }
         }
         let images = docker.list_images(None::<ListImagesOptions>).await?;
+        let networks = docker.list_networks(None::<ListNetworksOptions>).await?;
+        let mut changed = false;
         if let Ok(mut s) = self.state.lock() {
+            changed = s.containers.len() != containers.len()
+                || containers.iter().any(|(cid, c)| {
+                    s.containers
+                        .get(cid)
+                        .is_none_or(|old| lifecycle_of(old) != lifecycle_of(c))
+                });
             s.containers = containers;
             s.images = images;
+            s.networks = networks;
             s.connected = true;
         }
         self.changes.notify_waiters();
+        if changed {
+            self.lifecycle.notify_one();
+        }
         Ok(())
+    }
+
+    async fn refresh_images(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
+        let images = docker.list_images(None::<ListImagesOptions>).await?;
+        if let Ok(mut s) = self.state.lock() {
+            s.images = images;
+        }
+        self.changes.notify_waiters();
+        Ok(())
+    }
+
+    async fn refresh_networks(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
+        let networks = docker.list_networks(None::<ListNetworksOptions>).await?;
+        if let Ok(mut s) = self.state.lock() {
+            s.networks = networks;
+        }
+        self.changes.notify_waiters();
+        Ok(())
+    }
+
+    /// Brings the copy up to date after one engine event: a container event
+    /// re-inspects that container; an image or network event re-lists images or
+    /// networks (a network (dis)connection also re-inspects its container). Other
+    /// events (volumes, plugins…) change nothing reported.
+    async fn on_event(
+        &self,
+        docker: &Docker,
+        event: bollard::models::EventMessage,
+    ) -> Result<(), bollard::errors::Error> {
+        let actor = event.actor.unwrap_or_default();
+        match event.typ {
+            Some(EventMessageTypeEnum::CONTAINER) => {
+                if let Some(cid) = actor.id {
+                    self.refresh_one(docker, &cid).await;
+                }
+                Ok(())
+            }
+            Some(EventMessageTypeEnum::IMAGE) => self.refresh_images(docker).await,
+            Some(EventMessageTypeEnum::NETWORK) => {
+                self.refresh_networks(docker).await?;
+                if let Some(cid) = actor.attributes.as_ref().and_then(|a| a.get("container")) {
+                    self.refresh_one(docker, cid).await;
+                }
+                Ok(())
+            }
+            Some(EventMessageTypeEnum::DAEMON) => self.refresh(docker, true).await,
+            _ => Ok(()),
+        }
     }
 
     async fn refresh_one(&self, docker: &Docker, cid: &str) {
         let inspected = docker
             .inspect_container(cid, None::<InspectContainerOptions>)
             .await;
+        let mut changed = false;
         if let Ok(mut s) = self.state.lock() {
             match inspected {
                 Ok(i) => {
-                    s.containers.insert(cid.to_string(), i);
+                    let now = lifecycle_of(&i);
+                    let before = s.containers.insert(cid.to_string(), Arc::new(i));
+                    changed = before.is_none_or(|b| lifecycle_of(&b) != now);
                 }
                 Err(_) => {
-                    s.containers.remove(cid);
+                    changed = s.containers.remove(cid).is_some();
                 }
             }
         }
         self.changes.notify_waiters();
+        if changed {
+            self.lifecycle.notify_one();
+        }
     }
 
     /// Follows the engine until shutdown.
@@ -130,7 +252,7 @@ impl DockerWatcher {
             let session = async {
                 let docker =
                     Docker::connect_with_unix(&self.socket, 30, bollard::API_DEFAULT_VERSION)?;
-                self.refresh_all(&docker).await?;
+                self.refresh(&docker, true).await?;
                 Ok::<Docker, bollard::errors::Error>(docker)
             };
             let docker = match session.await {
@@ -147,6 +269,7 @@ impl DockerWatcher {
                         s.connected = false;
                         s.containers.clear();
                         s.images.clear();
+                        s.networks.clear();
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -163,21 +286,21 @@ impl DockerWatcher {
             let mut events = docker.events(None::<EventsOptions>);
             let mut refresh = tokio::time::interval(REFRESH);
             refresh.tick().await;
+            let mut refreshes = 0u32;
             loop {
                 tokio::select! {
                     event = events.next() => match event {
                         Some(Ok(ev)) => {
-                            let is_container = ev.typ.as_ref().is_some_and(|t| format!("{t:?}").eq_ignore_ascii_case("container"));
-                            if let Some(cid) = ev.actor.and_then(|a| a.id).filter(|_| is_container) {
-                                self.refresh_one(&docker, &cid).await;
-                            } else if self.refresh_all(&docker).await.is_err() {
+                            if self.on_event(&docker, ev).await.is_err() {
                                 break;
                             }
                         }
                         _ => break, // the daemon went away: reconnect
                     },
                     _ = refresh.tick() => {
-                        if self.refresh_all(&docker).await.is_err() {
+                        refreshes += 1;
+                        let full = refreshes.is_multiple_of(FULL_REFRESH_EVERY);
+                        if self.refresh(&docker, full).await.is_err() {
                             break;
                         }
                     }
@@ -186,6 +309,21 @@ impl DockerWatcher {
             }
         }
     }
+}
+
+/// A container's status, whether it runs, whether it is paused, and its init pid.
+type Lifecycle = (
+    Option<bollard::models::ContainerStateStatusEnum>,
+    Option<bool>,
+    Option<bool>,
+    Option<i64>,
+);
+
+/// What of a container's inspection, when it changes, makes the spy tick at once.
+fn lifecycle_of(c: &ContainerInspectResponse) -> Option<Lifecycle> {
+    c.state
+        .as_ref()
+        .map(|s| (s.status, s.running, s.paused, s.pid))
 }
 
 /// The container controls that act on the container's state.
@@ -461,6 +599,36 @@ pub struct DockerReporter {
     mem_total: f64,
     /// Container ID → (CPU nanoseconds, when) at the previous tick.
     last_cpu: HashMap<String, (u64, Instant)>,
+    /// Container ID → (init pid, its cgroup's accounting files, kept open).
+    cgroups: HashMap<String, (u32, cgroup::UsageReader)>,
+    buf: Vec<u8>,
+    /// Where the bridge subnets go for the end point reporter's scopes.
+    shared_networks: Option<LocalNetworks>,
+    /// What was last put there.
+    shared: Vec<Cidr>,
+}
+
+/// The subnets of the engine's bridge networks: addresses only unique on this host.
+pub fn bridge_subnets(networks: &[Network]) -> Vec<Cidr> {
+    let mut out: Vec<Cidr> = networks
+        .iter()
+        .filter(|n| n.driver.as_deref() == Some("bridge"))
+        .flat_map(subnets)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    out.sort_by_key(|c| (c.network(), c.prefix()));
+    out.dedup();
+    out
+}
+
+/// A network's IPAM subnets, as the engine spells them.
+fn subnets(network: &Network) -> impl Iterator<Item = &str> {
+    network
+        .ipam
+        .iter()
+        .flat_map(|ipam| ipam.config.iter().flatten())
+        .filter_map(|c| c.subnet.as_deref())
+        .filter(|s| !s.is_empty())
 }
 
 impl DockerReporter {
@@ -487,10 +655,53 @@ impl DockerReporter {
             cpus,
             mem_total,
             last_cpu: HashMap::new(),
+            cgroups: HashMap::new(),
+            buf: Vec::with_capacity(256),
+            shared_networks: None,
+            shared: Vec::new(),
         }
     }
 
-    fn container_node(&mut self, cid: &str, c: &ContainerInspectResponse, now: GoTime) -> Node {
+    /// Keeps `networks` (the end point reporter's
+    /// [`crate::endpoint::EndpointReporter::local_networks_handle`]) set to the bridge
+    /// subnets, so end points and container addresses are scoped alike.
+    pub fn share_local_networks(&mut self, networks: LocalNetworks) {
+        self.shared_networks = Some(networks);
+        self.shared.clear();
+    }
+
+    /// The CPU and memory of the cgroup of a container's init process. The cgroup is
+    /// looked up when the container (or its init process) is new, and its files are
+    /// kept open.
+    fn usage_of(&mut self, cid: &str, pid: u32) -> Option<cgroup::Usage> {
+        if !matches!(self.cgroups.get(cid), Some((p, _)) if *p == pid) {
+            let acct = cgroup::accounting(&self.proc_root, &self.cgroup_root, pid)?;
+            self.cgroups
+                .insert(cid.to_string(), (pid, cgroup::UsageReader::open(&acct)));
+        }
+        let usage = self.cgroups.get(cid)?.1.read(&mut self.buf);
+        if usage.is_none() {
+            self.cgroups.remove(cid); // gone: looked up again next time
+        }
+        usage
+    }
+
+    fn share(&mut self, bridges: &[Cidr]) {
+        if let Some(handle) = &self.shared_networks
+            && self.shared != bridges
+        {
+            handle.set(bridges.to_vec());
+            self.shared = bridges.to_vec();
+        }
+    }
+
+    fn container_node(
+        &mut self,
+        cid: &str,
+        c: &ContainerInspectResponse,
+        bridges: &[Cidr],
+        now: GoTime,
+    ) -> Node {
         let mut n = Node::new(id::container_id(cid)).with_topology(TopologyKind::Container.name());
         let set = |n: &mut Node, k: &str, v: &str| n.set_latest(k, now, v);
         set(&mut n, "docker_container_id", cid);
@@ -604,10 +815,20 @@ impl DockerReporter {
                 n.sets.add("docker_container_networks", name.as_str());
                 if let Some(ip) = ep.ip_address.as_deref().filter(|ip| !ip.is_empty()) {
                     n.sets.add("docker_container_ips", ip);
-                    // Bridge addresses are only unique on this host.
+                    // Scoped as the end point reporter scopes the address: by the
+                    // host ID on a bridge (only unique on this host), else not.
+                    let scope = match ip.parse::<std::net::IpAddr>() {
+                        Ok(addr) => id::address_scope(
+                            &self.host_id,
+                            addr,
+                            bridges.iter().any(|b| b.contains(addr)),
+                            None,
+                        ),
+                        Err(_) => String::new(),
+                    };
                     n.sets.add(
                         "docker_container_ips_with_scopes",
-                        id::address_id(&self.host_id, ip),
+                        id::address_id(&scope, ip),
                     );
                 }
             }
@@ -644,10 +865,7 @@ impl DockerReporter {
             .and_then(|s| s.pid)
             .filter(|p| *p > 0)
             .and_then(|p| u32::try_from(p).ok());
-        if let Some(acct) =
-            pid.and_then(|p| cgroup::accounting(&self.proc_root, &self.cgroup_root, p))
-        {
-            let usage = cgroup::usage(&acct);
+        if let Some(usage) = pid.and_then(|p| self.usage_of(cid, p)) {
             if let Some(cpu) = usage.cpu_nanos {
                 let at = Instant::now();
                 if let Some((prev, when)) = self.last_cpu.insert(cid.to_string(), (cpu, at)) {
@@ -676,16 +894,31 @@ impl Reporter for DockerReporter {
 
     fn report(&mut self, tick: &Tick) -> Result<Report, ReporterError> {
         let now = tick.now;
-        let (containers, images) = match self.watcher.state.lock() {
-            Ok(s) if s.connected => (s.containers.clone(), s.images.clone()),
-            _ => return Ok(Report::empty()),
+        let copied = match self.watcher.state.lock() {
+            Ok(s) if s.connected => {
+                Some((s.containers.clone(), s.images.clone(), s.networks.clone()))
+            }
+            _ => None,
         };
+        let Some((containers, images, networks)) = copied else {
+            self.share(&[]);
+            return Ok(Report::empty());
+        };
+        let bridges = bridge_subnets(&networks);
+        self.share(&bridges);
         let mut report = Report::empty();
         container_presentation(&mut report, self.controls);
+        // Every network's subnets are local: container addresses are not the Internet.
+        let mut peer = Node::new(id::overlay_id(id::OverlayPeer::Docker(&self.host_id)))
+            .with_topology(TopologyKind::Overlay.name());
+        for subnet in networks.iter().flat_map(subnets) {
+            peer.sets.add("local_networks", subnet);
+        }
+        report.topology_mut(TopologyKind::Overlay).add_node(peer);
         // Init pid → container, for attributing processes.
         let mut by_pid: HashMap<u32, (String, Option<String>)> = HashMap::new();
         for (cid, c) in &containers {
-            let node = self.container_node(cid, c, now);
+            let node = self.container_node(cid, c, &bridges, now);
             let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
             let init = c.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 1);
             if let Some(pid) = init.and_then(|p| u32::try_from(p).ok())
@@ -702,6 +935,7 @@ impl Reporter for DockerReporter {
             report.topology_mut(TopologyKind::Container).add_node(node);
         }
         self.last_cpu.retain(|cid, _| containers.contains_key(cid));
+        self.cgroups.retain(|cid, _| containers.contains_key(cid));
         for image in &images {
             let iid = strip_sha(&image.id).to_string();
             let mut n = Node::new(id::container_image_id(&iid))

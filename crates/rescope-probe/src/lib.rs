@@ -73,7 +73,9 @@ pub fn probe_for(
     if config.processes {
         spy.add_reporter(Box::new(process::ProcessReporter::new(config)));
     }
-    spy.add_reporter(Box::new(endpoint::EndpointReporter::new(config, walker)));
+    let endpoints = endpoint::EndpointReporter::new(config, walker);
+    let local_networks = endpoints.local_networks_handle();
+    spy.add_reporter(Box::new(endpoints));
     if controls.enabled() {
         hostexec::register(controls, pipes, &config.proc_root);
     }
@@ -94,10 +96,10 @@ pub fn probe_for(
             watcher.register_controls(controls);
             docker_exec::register(controls, pipes, &watcher);
         }
-        spy.add_reporter(Box::new(docker::DockerReporter::new(
-            config,
-            watcher.clone(),
-        )));
+        let mut reporter = docker::DockerReporter::new(config, watcher.clone());
+        reporter.share_local_networks(local_networks);
+        spy.add_reporter(Box::new(reporter));
+        spy.wake_on(watcher.lifecycle_notify());
         watcher
     });
     Probe {

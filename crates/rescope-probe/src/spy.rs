@@ -24,6 +24,10 @@ type SharedReporter = Arc<Mutex<Box<dyn Reporter>>>;
 /// the process reporter, for a page read by hand now and then.
 pub const DEBUG_COPY_EVERY: u64 = 5;
 
+/// The shortest time between the start of a tick and that of one a wake-up signal
+/// (plugin or container change) asks for.
+pub const MIN_WAKE_GAP: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Runs the reporters and keeps a recent spy report for `/debug/report`.
 pub struct Spy {
     host_node_id: String,
@@ -203,15 +207,26 @@ impl Spy {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dropped = 0u64;
         let wake = self.wake.clone();
+        let mut last_tick: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = any_notified(&wake) => {}
+                _ = any_notified(&wake) => {
+                    // A burst of changes (fifty containers started at once) makes
+                    // at most one extra tick per MIN_WAKE_GAP.
+                    if let Some(last) = last_tick {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(last + MIN_WAKE_GAP) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
                 return;
             }
+            last_tick = Some(tokio::time::Instant::now());
             let report = self.tick().await;
             match tx.try_send(report) {
                 Ok(()) => dropped = 0,
@@ -279,5 +294,38 @@ mod tests {
             text.contains("reporter_errors_total{reporter=\"failing\"} 1"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_ticks_at_once_but_not_more_often_than_the_gap() {
+        let metrics = Arc::new(SelfMetrics::new());
+        let mut spy = Spy::new("h;<host>".into(), None, metrics);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        spy.wake_on(wake.clone());
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(spy.run(std::time::Duration::from_secs(60), tx, shutdown));
+        rx.recv().await.expect("the first tick");
+        let first = Instant::now();
+        wake.notify_one();
+        rx.recv().await.expect("a tick on wake-up");
+        let second = Instant::now();
+        assert!(second - first >= MIN_WAKE_GAP - std::time::Duration::from_millis(5));
+        assert!(second - first < std::time::Duration::from_secs(5));
+        // A burst of signals: ticks at most once per gap.
+        let burst = Instant::now();
+        let mut ticks = 0;
+        while burst.elapsed() < std::time::Duration::from_secs(1) {
+            wake.notify_one();
+            if tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv())
+                .await
+                .is_ok()
+            {
+                ticks += 1;
+            }
+        }
+        let most = (1000 / MIN_WAKE_GAP.as_millis() + 1) as usize;
+        assert!((1..=most).contains(&ticks), "{ticks} ticks in a second");
+        let _ = stop.send(true);
     }
 }

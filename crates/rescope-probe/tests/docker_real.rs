@@ -542,3 +542,263 @@ async fn the_probe_follows_a_docker_daemon_that_restarts() {
     );
     let _ = stop.send(true);
 }
+
+fn tick() -> Tick {
+    Tick {
+        now: GoTime::now(),
+        procs: Arc::default(),
+    }
+}
+
+/// Reports until `check` accepts the container's node (`None` while it is absent);
+/// panics after a while, naming `what`.
+async fn report_until<T>(
+    reporter: &mut DockerReporter,
+    node_id: &str,
+    what: &str,
+    check: impl Fn(Option<&rescope_report::Node>) -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        let report = tokio::task::block_in_place(|| reporter.report(&tick())).expect("report");
+        if let Some(out) = check(report[TopologyKind::Container].nodes.get(node_id)) {
+            println!("{what}: seen after {:?}", started.elapsed());
+            return out;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what}: never seen; last {:?}",
+            report[TopologyKind::Container].nodes.get(node_id)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn latest_of(node: &rescope_report::Node, key: &str) -> Option<String> {
+    node.latest_value(key).map(Str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_changes_the_container_state_and_the_offered_controls() {
+    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
+        println!("skipped: no Docker engine answers on this machine (CI starts dockerd)");
+        return;
+    }
+    assert!(ensure_image(), "cannot build the busybox test image");
+    // A shell that exits on SIGTERM (as PID 1 it would otherwise ignore it and the
+    // stop would wait out its timeout).
+    let cid = docker(&[
+        "create",
+        "--name",
+        &format!("rescope-controls-{}", std::process::id()),
+        "--label",
+        "rescope-test=controls",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do busybox sleep 1; done",
+    ])
+    .expect("docker create");
+    let _cleanup = Container(cid.clone());
+    let node_id = format!("{cid};<container>");
+
+    let config = ProbeConfig::new("controlstest");
+    let controls = rescope_probe::control::ControlRegistry::new(true);
+    let watcher = DockerWatcher::new("/var/run/docker.sock");
+    watcher.register_controls(&controls);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(watcher.clone().run(shutdown));
+    let mut reporter = DockerReporter::new(&config, watcher.clone());
+    let run = async |control: &str| {
+        let request = rescope_report::xfer::ControlRequest {
+            node_id: node_id.clone(),
+            control: control.into(),
+            ..Default::default()
+        };
+        let answer = controls.handle(request).await;
+        assert!(answer.error.is_empty(), "{control}: {}", answer.error);
+        answer
+    };
+    const STOPPED: &str = "docker_start_container;docker_remove_container;docker_get_logs";
+    const RUNNING: &str = "docker_restart_container;docker_stop_container;docker_pause_container;docker_attach_container;docker_exec_container;docker_get_logs";
+    const PAUSED: &str = "docker_unpause_container;docker_get_logs";
+    // Waits for a state, and returns the controls offered in it.
+    let state = async |reporter: &mut DockerReporter, want: &str| {
+        report_until(reporter, &node_id, want, |n| {
+            let n = n?;
+            (latest_of(n, "docker_container_state").as_deref() == Some(want))
+                .then(|| latest_of(n, "active_controls").unwrap_or_default())
+        })
+        .await
+    };
+
+    assert_eq!(state(&mut reporter, "created").await, STOPPED);
+    run("docker_start_container").await;
+    assert_eq!(state(&mut reporter, "running").await, RUNNING);
+    run("docker_pause_container").await;
+    assert_eq!(state(&mut reporter, "paused").await, PAUSED);
+    run("docker_unpause_container").await;
+    assert_eq!(state(&mut reporter, "running").await, RUNNING);
+
+    // A restart starts the container again: it is running, up for less time than
+    // before.
+    let uptime = |n: Option<&rescope_report::Node>| -> Option<i64> {
+        let n = n?;
+        (latest_of(n, "docker_container_state").as_deref() == Some("running"))
+            .then(|| latest_of(n, "docker_container_uptime")?.parse().ok())
+            .flatten()
+    };
+    let before = report_until(&mut reporter, &node_id, "up for 2 s", |n| {
+        uptime(n).filter(|u| *u >= 2)
+    })
+    .await;
+    let pid_before = docker(&["inspect", "--format", "{{.State.Pid}}", &cid]);
+    run("docker_restart_container").await;
+    report_until(&mut reporter, &node_id, "restarted", |n| {
+        uptime(n).filter(|u| *u < before)
+    })
+    .await;
+    assert_ne!(
+        docker(&["inspect", "--format", "{{.State.Pid}}", &cid]),
+        pid_before,
+        "a new init process"
+    );
+
+    run("docker_stop_container").await;
+    assert_eq!(state(&mut reporter, "exited").await, STOPPED);
+    let answer = run("docker_remove_container").await;
+    assert_eq!(answer.removed_node, node_id);
+    report_until(&mut reporter, &node_id, "removed", |n| {
+        n.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        docker(&["inspect", &cid]).is_none(),
+        "the engine has it no more"
+    );
+    let _ = stop.send(true);
+}
+
+/// A network removed when dropped.
+struct NetworkGuard(String);
+
+impl Drop for NetworkGuard {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "rm", &self.0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_subnets_are_local_networks_and_scope_container_addresses() {
+    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
+        println!("skipped: no Docker engine answers on this machine (CI starts dockerd)");
+        return;
+    }
+    assert!(ensure_image(), "cannot build the busybox test image");
+    let config = ProbeConfig::new("netstest");
+    let watcher = DockerWatcher::new("/var/run/docker.sock");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(watcher.clone().run(shutdown));
+    let mut reporter = DockerReporter::new(&config, watcher.clone());
+    let shared = rescope_probe::endpoint::LocalNetworks::default();
+    reporter.share_local_networks(shared.clone());
+    let peer = "#docker_peer_netstest";
+    let local_networks = |r: &rescope_report::Report| -> Vec<String> {
+        r[TopologyKind::Overlay]
+            .nodes
+            .get(peer)
+            .and_then(|n| n.sets.get("local_networks"))
+            .map(|s| s.iter().map(|v| v.to_string()).collect())
+            .unwrap_or_default()
+    };
+    let started = Instant::now();
+    while !watcher.connected() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A network made while the probe runs (its event updates the probe), and a
+    // container on it.
+    let name = format!("rescope-net-{}", std::process::id());
+    docker(&[
+        "network",
+        "create",
+        "--label",
+        "rescope-test=networks",
+        &name,
+    ])
+    .expect("docker network create");
+    let _network = NetworkGuard(name.clone());
+    let subnet = docker(&[
+        "network",
+        "inspect",
+        &name,
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+    ])
+    .expect("its subnet");
+    let cid = docker(&[
+        "run",
+        "-d",
+        "--label",
+        "rescope-test=networks",
+        "--network",
+        &name,
+        IMAGE,
+        "sleep",
+        "300",
+    ])
+    .expect("docker run");
+    let _container = Container(cid.clone());
+    let ip = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &cid,
+    ])
+    .expect("address");
+    let default_bridge = docker(&[
+        "network",
+        "inspect",
+        "bridge",
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+    ])
+    .expect("the default bridge");
+
+    let node_id = format!("{cid};<container>");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let r = tokio::task::block_in_place(|| reporter.report(&tick())).expect("report");
+        let nets = local_networks(&r);
+        if nets.contains(&subnet)
+            && r[TopologyKind::Container]
+                .nodes
+                .contains_key(node_id.as_str())
+        {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new network is not reported: {nets:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(local_networks(&report).contains(&default_bridge));
+    // Addresses on a bridge are only unique on this host: scoped by its ID, as the end
+    // point reporter, which gets the bridge subnets, scopes them.
+    let node = &report[TopologyKind::Container].nodes[node_id.as_str()];
+    assert_eq!(
+        node.sets
+            .get("docker_container_ips_with_scopes")
+            .map(|s| s.iter().map(|v| v.to_string()).collect::<Vec<_>>()),
+        Some(vec![format!("netstest;{ip}")])
+    );
+    let shared_now: Vec<String> = shared.get().iter().map(|c| c.to_string()).collect();
+    assert!(shared_now.contains(&subnet), "{shared_now:?}");
+    assert!(shared_now.contains(&default_bridge), "{shared_now:?}");
+    let _ = stop.send(true);
+}

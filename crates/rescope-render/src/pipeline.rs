@@ -118,7 +118,12 @@ impl Mapper<'_> {
         for (xid, x) in input {
             let targets = (self.route)(x);
             let mut ids = Vec::with_capacity(targets.len());
-            for (yid, fresh) in targets {
+            for (yid, mut fresh) in targets {
+                if self.remap_edges {
+                    // Edges come only from the join: a node passed through (or
+                    // renamed) would otherwise keep edges to IDs of the input's space.
+                    fresh.adjacency = Default::default();
+                }
                 let passing_through = yid == *xid;
                 match out.get_mut(&yid) {
                     Some(y) if !self.add_children || passing_through => y.merge_from(&fresh),
