@@ -71,6 +71,7 @@ function fakeRenderer() {
   const handlers: Record<string, (() => void)[]> = { beforeRender: [], afterRender: [] };
   const r = {
     draws: 0,
+    highlights: 0,
     renderFrame: null as number | null,
     camera: {
       animated: false,
@@ -83,8 +84,13 @@ function fakeRenderer() {
     render() {
       handlers.beforeRender.forEach((f) => f());
       r.draws++;
+      // Sigma draws the hovered nodes as part of every frame.
+      r.renderHighlightedNodes();
       handlers.afterRender.forEach((f) => f());
       return r;
+    },
+    renderHighlightedNodes() {
+      r.highlights++;
     },
     getNodeAtPosition: (_p: unknown) => "node",
     getCamera: () => r.camera,
@@ -115,22 +121,40 @@ describe("transformWhileMoving", () => {
     return { r, canvases, captor, doc, stop, snap, ctx };
   }
 
-  it("slides a snapshot while the wheel turns and draws once when it stops", () => {
+  it("shows a copy of every draw in place of the layers", () => {
     const { r, canvases, snap, ctx } = setup(true);
-    canvases.mouse.dispatchEvent(new Event("wheel"));
-    // The gesture's first frame is drawn for real and copied.
+    // Nothing drawn yet: the layers show through.
+    expect(snap.style.display).toBe("none");
+    expect(canvases.nodes.style.opacity).toBe("");
     r.render();
-    expect(r.draws).toBe(1);
     expect(ctx.drawImage).toHaveBeenCalledTimes(3);
     expect(snap.style.display).toBe("");
     expect(canvases.nodes.style.opacity).toBe("0");
-    // Later frames only move the copy, and let sigma schedule frames again.
+    // The hovered node's layers drawn on their own are copied too (once, not again
+    // inside a full draw).
+    r.renderHighlightedNodes();
+    expect(ctx.drawImage).toHaveBeenCalledTimes(6);
+    r.render();
+    expect(ctx.drawImage).toHaveBeenCalledTimes(9);
+    expect(snap.style.display).toBe("");
+  });
+
+  it("starts a gesture without drawing and draws once when it stops", () => {
+    const { r, snap, ctx, canvases } = setup(true);
+    r.render();
+    expect(r.draws).toBe(1);
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    // The gesture's first frame only moves the copy, and lets sigma schedule frames again.
     r.setCamera(cam(0.5, 0.5, 0.5));
     r.renderFrame = 42;
     r.render();
     expect(r.draws).toBe(1);
+    expect(ctx.drawImage).toHaveBeenCalledTimes(3);
     expect(r.renderFrame).toBe(null);
     expect(snap.style.transform).toBe("matrix(2,0,0,2,-200,-100)");
+    // A hover redraw asked for meanwhile waits for the real draw.
+    r.renderHighlightedNodes();
+    expect(r.highlights).toBe(1);
     // Still going while the camera animates, over once it stops and the wheel is quiet.
     r.camera.animated = true;
     vi.advanceTimersByTime(500);
@@ -138,12 +162,38 @@ describe("transformWhileMoving", () => {
     r.camera.animated = false;
     vi.advanceTimersByTime(100);
     expect(r.draws).toBe(2);
-    expect(snap.style.display).toBe("none");
-    expect(canvases.nodes.style.opacity).toBe("");
+    expect(r.highlights).toBe(2);
+    // The new copy replaces the moved one.
+    expect(ctx.drawImage).toHaveBeenCalledTimes(6);
+    expect(snap.style.transform).toBe("");
+    expect(snap.style.display).toBe("");
     // Camera moves made by code draw as before.
     r.setCamera(cam(0.6, 0.5, 0.5));
     r.render();
     expect(r.draws).toBe(3);
+  });
+
+  it("draws nothing at the end of a gesture that moved nothing", () => {
+    const { r, captor, doc } = setup(true);
+    r.render();
+    captor.isMouseDown = true;
+    doc.dispatchEvent(new Event("mousemove"));
+    captor.isMouseDown = false;
+    doc.dispatchEvent(new Event("mouseup"));
+    vi.advanceTimersByTime(500);
+    expect(r.draws).toBe(1);
+  });
+
+  it("draws first when a gesture starts before anything was drawn", () => {
+    const { r, canvases, snap } = setup(true);
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    r.render();
+    expect(r.draws).toBe(1);
+    expect(snap.style.display).toBe("");
+    r.setCamera(cam(0.6, 0.5, 1));
+    r.render();
+    expect(r.draws).toBe(1);
+    expect(snap.style.transform).toBe("matrix(1,0,0,1,-10,0)");
   });
 
   it("keeps the drag going while the button is held; a lookup on a shifted picture draws first", () => {
@@ -161,10 +211,14 @@ describe("transformWhileMoving", () => {
     expect(r.getNodeAtPosition({ x: 1, y: 1 })).toBe("node");
     expect(r.draws).toBe(1);
     expect(canvases.nodes.style.transform).toBe("");
+    r.setCamera(cam(0.7, 0.5, 1));
+    r.render();
+    expect(r.draws).toBe(1);
     captor.isMouseDown = false;
     doc.dispatchEvent(new Event("mouseup"));
     vi.advanceTimersByTime(10);
     expect(r.draws).toBe(2);
+    expect(canvases.nodes.style.transform).toBe("");
   });
 
   it("ignores mouse moves without a button held", () => {
@@ -174,5 +228,14 @@ describe("transformWhileMoving", () => {
     r.render();
     r.render();
     expect(r.draws).toBe(2);
+  });
+
+  it("gives the layers back when removed", () => {
+    const { r, canvases, stop } = setup(true);
+    r.render();
+    expect(canvases.nodes.style.opacity).toBe("0");
+    stop();
+    expect(canvases.nodes.style.opacity).toBe("");
+    expect(canvases.nodes.parentElement?.querySelector(".sigma-gesture")).toBe(null);
   });
 });

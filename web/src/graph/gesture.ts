@@ -1,10 +1,11 @@
 // Pan and zoom without redrawing. On software WebGL a frame of sigma costs clearing,
 // drawing and presenting its full-size layers again, whatever moved; while the user
-// drags or wheels, the picture only slides and scales. So during such a gesture a
-// copy of the drawn layers is moved with a CSS transform (the compositor does that
-// without redrawing anything) and the view is drawn once, for real, when the gesture
-// ends. Anything else that asks for a frame meanwhile (a live update, a hover
-// change, the force layout) waits for that one draw.
+// drags or wheels, the picture only slides and scales. So the screen shows a copy of
+// the drawn layers, made after every draw; during such a gesture that copy is moved
+// with a CSS transform (the compositor does that without redrawing anything) and the
+// view is drawn once, for real, when the gesture ends. Anything else that asks for a
+// frame meanwhile (a live update, a hover change, the force layout) waits for that
+// one draw.
 
 export interface CameraState {
   x: number;
@@ -74,6 +75,7 @@ interface Captor {
 /** What this needs of sigma 3's renderer (some of it private). */
 interface Renderer {
   render(): unknown;
+  renderHighlightedNodes?: () => unknown;
   renderFrame: number | null;
   getNodeAtPosition(position: unknown): string | null;
   getCamera(): { getState(): CameraState; isAnimated(): boolean };
@@ -96,13 +98,16 @@ export interface GestureOptions {
 }
 
 /**
- * Makes `renderer` show a copy of its drawn layers, moved with a CSS transform, while
- * the user pans or zooms with the mouse, and draw once when the gesture ends (without
- * a 2D context for the copy, its layers themselves are moved). Camera moves made by code
- * (the zoom buttons, fitting the view) are drawn as before. A lookup of the node under
- * the pointer made while the picture is shifted (a click during the glide after a
- * drag) draws first, so it never reads a stale picking buffer. Returns a function that
- * removes the listeners.
+ * Makes `renderer` show one opaque copy of its drawn layers (`.sigma-gesture`), made
+ * right after every draw, in place of the layers themselves; while the user pans or
+ * zooms with the mouse that copy is moved with a CSS transform, and the view is drawn
+ * once when the gesture ends. Because the copy is always there, a gesture starts
+ * without drawing anything: its first frame costs what any other frame of it costs.
+ * (Without a 2D context for the copy, the layers themselves are moved.) Camera moves
+ * made by code (the zoom buttons, fitting the view) are drawn as before. A lookup of
+ * the node under the pointer made while the picture is shifted (a click during the
+ * glide after a drag) draws first, so it never reads a stale picking buffer. Returns
+ * a function that removes the listeners.
  */
 export function transformWhileMoving(renderer: unknown, captor: Captor, opts: GestureOptions): () => void {
   const r = renderer as Renderer;
@@ -116,7 +121,10 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     .map(([, c]) => c);
   // The picture as one opaque canvas: moving three transparent full-size layers costs
   // the compositor three blended full-viewport quads a frame (on software GL, tens
-  // of ms each); one opaque one costs one and hides the page behind it.
+  // of ms each); one opaque one costs one and hides the page behind it. The copy has
+  // to be made in the task that drew the layers: sigma's WebGL contexts do not keep
+  // their drawing buffer once it has been shown. At rest the copy costs about what it
+  // saves: three layers blitted into it, one quad composited instead of three.
   const mouse = r.getCanvases().mouse;
   const snap = mouse.ownerDocument.createElement("canvas");
   snap.className = "sigma-gesture";
@@ -130,6 +138,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   });
   mouse.parentElement?.insertBefore(snap, mouse);
   const snapCtx = snap.getContext("2d", { alpha: false });
+  /** The copy is on screen in place of the layers. */
   let snapped = false;
   const background = () => {
     for (let el: Element | null = mouse.parentElement; el; el = el.parentElement) {
@@ -139,7 +148,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     return "#fff";
   };
   const takeSnapshot = () => {
-    if (!snapCtx) return false;
+    if (!snapCtx) return;
     const w = layers[0]?.width ?? 0;
     const h = layers[0]?.height ?? 0;
     if (snap.width !== w) snap.width = w;
@@ -148,16 +157,21 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     snapCtx.fillRect(0, 0, w, h);
     for (const c of layers) if (c.style.visibility !== "hidden" && c.width === w && c.height === h) snapCtx.drawImage(c, 0, 0);
     snap.style.transform = "";
-    snap.style.display = "";
-    for (const c of layers) c.style.opacity = "0";
-    return true;
+    if (!snapped) {
+      snapped = true;
+      snap.style.display = "";
+      for (const c of layers) c.style.opacity = "0";
+    }
   };
 
   let active = false;
   let lastInput = -Infinity;
   /** The camera of the picture on screen (the last real draw). */
   let drawn: CameraState = camera.getState();
+  /** The picture on screen is moved by a transform. */
   let shifted = false;
+  /** Inside sigma's render (which draws the hovered nodes itself). */
+  let rendering = false;
   let timer: ReturnType<typeof setTimeout> | null = null;
 
   const ongoing = () =>
@@ -172,32 +186,28 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
       quietMs,
     );
 
-  const unshift = () => {
-    if (!shifted) return;
-    shifted = false;
-    snapped = false;
-    snap.style.transform = "";
-    snap.style.display = "none";
-    for (const c of layers) {
-      c.style.opacity = "";
-      c.style.transform = "";
-    }
-  };
   r.on("beforeRender", () => {
+    rendering = true;
     drawn = camera.getState();
   });
-  // The snapshot is taken right after a real draw, in the same task: sigma's WebGL
-  // layers keep no copy of their picture once it has been shown.
-  let snapPending = false;
   r.on("afterRender", () => {
-    if (snapPending) {
-      snapPending = false;
-      snapped = takeSnapshot();
-      shifted = snapped;
-      return;
-    }
-    unshift();
+    rendering = false;
+    shifted = false;
+    takeSnapshot();
+    if (!snapped) for (const c of layers) c.style.transform = "";
   });
+  // Sigma also redraws the hovered node's layers alone, in a frame of their own. During
+  // a gesture that waits for the real draw at its end (which includes it); otherwise
+  // the copy is made again.
+  const highlight = r.renderHighlightedNodes?.bind(r);
+  if (highlight)
+    r.renderHighlightedNodes = () => {
+      if (rendering) return highlight();
+      if (active || shifted) return undefined;
+      const out = highlight();
+      takeSnapshot();
+      return out;
+    };
 
   const check = () => {
     timer = null;
@@ -207,7 +217,8 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
       return;
     }
     active = false;
-    render();
+    // A gesture that left the camera where it was (a click) needs no new picture.
+    if (shifted || !sameCamera(camera.getState(), drawn)) render();
   };
   const input = () => {
     active = true;
@@ -225,8 +236,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
       r.renderFrame = null;
     }
     if (!snapped && snapCtx) {
-      // The gesture's first frame: drawn for real, then copied into the snapshot.
-      snapPending = true;
+      // No copy yet (nothing drawn since the renderer was made): draw, which makes one.
       return render();
     }
     const cam = camera.getState();
@@ -270,6 +280,10 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   return () => {
     if (timer) clearTimeout(timer);
     snap.remove();
+    for (const c of layers) {
+      c.style.opacity = "";
+      c.style.transform = "";
+    }
     opts.stage.removeEventListener("wheel", onWheel);
     opts.doc.removeEventListener("mousemove", onMove);
     opts.doc.removeEventListener("mouseup", onUp);
