@@ -195,37 +195,63 @@ try {
       return g?.nodes().find((id) => id.endsWith(";<host>"));
     }),
   );
-  // Pan with a real drag and zoom with the wheel first: while the mouse moves the view
-  // is a snapshot slid with a CSS transform, drawn for real once the gesture ends, and a
-  // click after that must still find the node where it now is.
+  // Pan with a real drag and zoom with the wheel first: the view on screen is a copy of
+  // the last draw, slid with a CSS transform while the mouse moves and drawn again once
+  // the gesture ends; after that the copy must show the node where sigma now has it,
+  // and hovering and clicking must find it there.
   await page.waitForTimeout(300);
   const box = await page.evaluate(() => {
     const r = window.__rescopeSigma.getContainer().getBoundingClientRect();
     return { x: r.left, y: r.top, w: r.width, h: r.height };
   });
+  const before = await page.evaluate(() => ({ shown: document.querySelector(".sigma-gesture")?.style.display === "" }));
+  if (!before.shown) throw new Error("at rest, the view is not shown through its copy");
   await page.mouse.move(box.x + 40, box.y + 40);
   await page.mouse.down();
+  const drawsBefore = await page.evaluate(() => window.__rescopeLastRender?.t ?? 0);
   for (let i = 1; i <= 8; i++) await page.mouse.move(box.x + 40 + 10 * i, box.y + 40 + 6 * i);
   const mid = await page.evaluate(() => {
     const snap = document.querySelector(".sigma-gesture");
     const nodes = document.querySelector(".sigma-nodes");
-    return { shown: snap?.style.display === "", transform: snap?.style.transform ?? "", hidden: nodes?.style.opacity === "0" };
+    return {
+      shown: snap?.style.display === "",
+      transform: snap?.style.transform ?? "",
+      hidden: nodes?.style.opacity === "0",
+      drawnAt: window.__rescopeLastRender?.t ?? 0,
+    };
   });
   if (!mid.shown || !mid.transform.startsWith("matrix(") || !mid.hidden)
-    throw new Error(`while dragging, the view is not a moved snapshot: ${JSON.stringify(mid)}`);
+    throw new Error(`while dragging, the view is not a moved copy: ${JSON.stringify(mid)}`);
+  if (mid.drawnAt !== drawsBefore) throw new Error("the drag drew the view instead of moving the copy");
   await page.mouse.up();
   await page.mouse.wheel(0, 200);
+  const wheeled = await page.evaluate(() => performance.now());
   await until("the view drawn for real after the gesture", () =>
-    page.evaluate(() => document.querySelector(".sigma-gesture")?.style.display === "none" && document.querySelector(".sigma-nodes")?.style.opacity === ""),
+    page.evaluate(
+      (t) => document.querySelector(".sigma-gesture")?.style.transform === "" && (window.__rescopeLastRender?.t ?? 0) > t,
+      wheeled,
+    ),
   );
-  // A real click on the node where sigma drew it.
+  // Where sigma now draws the host, and what the copy on screen shows there.
   const at = await page.evaluate((id) => {
     const s = window.__rescopeSigma;
     const d = s.getNodeDisplayData(id);
     const p = s.framedGraphToViewport(d);
     const r = s.getContainer().getBoundingClientRect();
-    return { x: r.left + p.x, y: r.top + p.y };
+    const snap = document.querySelector(".sigma-gesture");
+    const k = snap.width / r.width;
+    const px = snap.getContext("2d").getImageData(Math.round(p.x * k) - 3, Math.round(p.y * k) - 3, 7, 7).data;
+    const corner = snap.getContext("2d").getImageData(0, 0, 1, 1).data;
+    let differ = 0;
+    for (let i = 0; i < px.length; i += 4)
+      if (Math.abs(px[i] - corner[0]) + Math.abs(px[i + 1] - corner[1]) + Math.abs(px[i + 2] - corner[2]) > 60) differ++;
+    return { x: r.left + p.x, y: r.top + p.y, differ };
   }, hostId);
+  if (at.differ < 10) throw new Error(`after the gesture the view shows no node where the host is (${at.differ} of 49 pixels differ from the background)`);
+  await page.mouse.move(at.x, at.y);
+  await until("the host highlighted under the pointer", () =>
+    page.evaluate(() => window.__rescopeSigma.getContainer().style.cursor === "pointer"),
+  );
   await page.mouse.click(at.x, at.y);
   await page.waitForSelector('[data-testid="details"] h2:not(:has-text("Loading"))');
   await until(

@@ -92,6 +92,12 @@ function fakeRenderer() {
     renderHighlightedNodes() {
       r.highlights++;
     },
+    refreshes: [] as string[],
+    // Like sigma: indexes, then draws through the (wrapped) render.
+    refresh(opts?: { partialGraph?: unknown }) {
+      r.refreshes.push(opts?.partialGraph ? "partial" : "full");
+      return r.render();
+    },
     getNodeAtPosition: (_p: unknown) => "node",
     getCamera: () => r.camera,
     getCanvases: () => canvases,
@@ -171,6 +177,37 @@ describe("transformWhileMoving", () => {
     r.setCamera(cam(0.6, 0.5, 0.5));
     r.render();
     expect(r.draws).toBe(3);
+  });
+
+  it("puts a full refresh asked for during a gesture off to its end", () => {
+    const { r, canvases } = setup(true);
+    r.render();
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    r.setCamera(cam(0.6, 0.5, 1));
+    r.refresh();
+    r.refresh({ skipIndexation: true } as never);
+    expect(r.refreshes).toEqual([]);
+    // A partial one indexes now; its draw waits.
+    r.refresh({ partialGraph: { nodes: ["a"] } });
+    expect(r.refreshes).toEqual(["partial"]);
+    expect(r.draws).toBe(1);
+    vi.advanceTimersByTime(200);
+    // One full refresh, which draws.
+    expect(r.refreshes).toEqual(["partial", "full"]);
+    expect(r.draws).toBe(2);
+  });
+
+  it("a lookup during a gesture with a refresh put off refreshes and draws first", () => {
+    const { r, canvases, snap } = setup(true);
+    r.render();
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    r.refresh();
+    expect(r.getNodeAtPosition({ x: 1, y: 1 })).toBe("node");
+    expect(r.refreshes).toEqual(["full"]);
+    expect(r.draws).toBe(2);
+    expect(snap.style.transform).toBe("");
+    vi.advanceTimersByTime(200);
+    expect(r.draws).toBe(2);
   });
 
   it("draws nothing at the end of a gesture that moved nothing", () => {

@@ -75,6 +75,7 @@ interface Captor {
 /** What this needs of sigma 3's renderer (some of it private). */
 interface Renderer {
   render(): unknown;
+  refresh(opts?: { partialGraph?: unknown; schedule?: boolean; skipIndexation?: boolean }): unknown;
   renderHighlightedNodes?: () => unknown;
   renderFrame: number | null;
   getNodeAtPosition(position: unknown): string | null;
@@ -115,6 +116,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   const now = opts.now ?? (() => performance.now());
   const camera = r.getCamera();
   const render = r.render.bind(r);
+  const refresh = r.refresh.bind(r);
   const lookup = r.getNodeAtPosition.bind(r);
   const layers = Object.entries(r.getCanvases())
     .filter(([id]) => id !== "mouse")
@@ -134,6 +136,8 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     width: "100%",
     height: "100%",
     transformOrigin: "0 0",
+    // Its own compositor layer: moving it then repaints nothing.
+    willChange: "transform",
     display: "none",
   });
   mouse.parentElement?.insertBefore(snap, mouse);
@@ -172,6 +176,21 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   let shifted = false;
   /** Inside sigma's render (which draws the hovered nodes itself). */
   let rendering = false;
+  /** A full refresh was asked for during the gesture. */
+  let refreshPending = false;
+  /** Brings the picture up to date: the refresh put off, or a draw. */
+  let forced = false;
+  const flush = () => {
+    if (!refreshPending) return void render();
+    refreshPending = false;
+    // Sigma's refresh draws through `r.render`, which must draw even mid-gesture.
+    forced = true;
+    try {
+      refresh();
+    } finally {
+      forced = false;
+    }
+  };
   let timer: ReturnType<typeof setTimeout> | null = null;
 
   const ongoing = () =>
@@ -218,7 +237,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     }
     active = false;
     // A gesture that left the camera where it was (a click) needs no new picture.
-    if (shifted || !sameCamera(camera.getState(), drawn)) render();
+    if (refreshPending || shifted || !sameCamera(camera.getState(), drawn)) flush();
   };
   const input = () => {
     active = true;
@@ -227,7 +246,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   };
 
   r.render = () => {
-    if (!active) return render();
+    if (!active || forced) return render();
     // A frame asked for during the gesture: cancel sigma's pending one (it cancels it
     // itself when it draws; left set, it would never schedule another) and slide the
     // picture instead.
@@ -258,8 +277,20 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     shifted = true;
     return r;
   };
+  // A full refresh (indexing every node and edge again, then drawing) asked for during
+  // the gesture is put off to its end: live updates ask for one, and sigma does when a
+  // drag ends in a view that hides edges while moving; on thousands of nodes the
+  // indexing alone costs frames. Partial refreshes (sigma's own, for single changes)
+  // keep their indexing and only their draw waits.
+  r.refresh = (opts) => {
+    if (active && !opts?.partialGraph) {
+      refreshPending = true;
+      return r;
+    }
+    return refresh(opts);
+  };
   r.getNodeAtPosition = (position: unknown) => {
-    if (shifted) render();
+    if (shifted || refreshPending) flush();
     return lookup(position);
   };
 

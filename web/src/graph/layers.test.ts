@@ -78,10 +78,11 @@ describe("lazy 2D clears", () => {
 });
 
 describe("picking while moving", () => {
-  it("drops wheel steps and drag moves but passes hovering and clicks", () => {
+  it("drops wheel steps, drag moves and the release after a drag but passes hovering and clicks", () => {
     const seen: string[] = [];
     const captor = {
       isMouseDown: false,
+      draggedEvents: 0,
       emit(type: string) {
         seen.push(type);
         return true;
@@ -93,8 +94,14 @@ describe("picking while moving", () => {
     captor.isMouseDown = true;
     captor.emit("mousemove");
     captor.emit("mousemovebody");
+    // A click: released where it was pressed.
+    captor.isMouseDown = false;
     captor.emit("mouseup");
-    expect(seen).toEqual(["mousemove", "mousemovebody", "mouseup"]);
+    captor.emit("click");
+    // Released after a drag (sigma counts the moves until just after the release).
+    captor.draggedEvents = 7;
+    captor.emit("mouseup");
+    expect(seen).toEqual(["mousemove", "mousemovebody", "mouseup", "click"]);
   });
 });
 

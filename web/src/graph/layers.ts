@@ -105,19 +105,24 @@ export function lazyLayerClears(canvases: Record<string, HTMLCanvasElement>, edg
 interface Captor {
   emit(type: string, ...args: unknown[]): boolean;
   isMouseDown?: boolean;
+  draggedEvents?: number;
 }
 
 /**
  * Stops pointer events that would make sigma look for the node under the pointer
  * while the user pans or zooms. That lookup reads a pixel back from the GPU, which
  * waits for every queued frame; once per wheel step or drag step it halves the frame
- * rate on slow GPUs. Hovering and clicking are unaffected.
+ * rate on slow GPUs. The button's release at the end of a drag is dropped too: its
+ * lookup (for "upNode", which the UI does not use) would draw the moved view twice
+ * in the middle of the gesture, once for the picture and once for the picking pass.
+ * Hovering and clicking are unaffected.
  */
 export function skipPickingWhileMoving(captor: Captor) {
   const emit = captor.emit.bind(captor);
   captor.emit = (type: string, ...args: unknown[]) => {
     if (type === "wheel") return false;
     if (type === "mousemove" && captor.isMouseDown) return false;
+    if (type === "mouseup" && (captor.draggedEvents ?? 0) > 0) return false;
     return emit(type, ...args);
   };
 }
