@@ -136,8 +136,6 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     width: "100%",
     height: "100%",
     transformOrigin: "0 0",
-    // Its own compositor layer: moving it then repaints nothing.
-    willChange: "transform",
     display: "none",
   });
   mouse.parentElement?.insertBefore(snap, mouse);
