@@ -299,15 +299,17 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     sigma.on("beforeRender", () => {
       theme.labelPx = Number.NaN;
     });
+    // Hover changes draw the whole view in the next frame; sigma then skips its own
+    // frame for the hovered node alone (see transformWhileMoving).
     sigma.on("enterNode", ({ node }) => {
       hoverRef.current = { node, near: new Set(graph.neighbors(node)) };
       container.current!.style.cursor = "pointer";
-      sigma.refresh({ skipIndexation: true });
+      sigma.refresh({ skipIndexation: true, schedule: true });
     });
     sigma.on("leaveNode", () => {
       hoverRef.current = null;
       container.current!.style.cursor = "";
-      sigma.refresh({ skipIndexation: true });
+      sigma.refresh({ skipIndexation: true, schedule: true });
     });
     sigma.on("clickNode", ({ node }) => selectNode(node));
     // When the last frame was drawn and with how many nodes: read by the UI benchmark.

@@ -136,13 +136,15 @@ describe("transformWhileMoving", () => {
     expect(ctx.drawImage).toHaveBeenCalledTimes(3);
     expect(snap.style.display).toBe("");
     expect(canvases.nodes.style.opacity).toBe("0");
-    // The hovered node's layers drawn on their own are copied too (once, not again
-    // inside a full draw).
-    r.renderHighlightedNodes();
-    expect(ctx.drawImage).toHaveBeenCalledTimes(6);
     r.render();
-    expect(ctx.drawImage).toHaveBeenCalledTimes(9);
+    expect(ctx.drawImage).toHaveBeenCalledTimes(6);
     expect(snap.style.display).toBe("");
+    // The hovered nodes' layers are never drawn alone (the other layers could not be
+    // copied then): the whole view is drawn and copied instead.
+    r.renderHighlightedNodes();
+    expect(r.draws).toBe(3);
+    expect(r.highlights).toBe(3);
+    expect(ctx.drawImage).toHaveBeenCalledTimes(9);
   });
 
   it("starts a gesture without drawing and draws once when it stops", () => {
@@ -206,6 +208,16 @@ describe("transformWhileMoving", () => {
     expect(r.refreshes).toEqual(["full"]);
     expect(r.draws).toBe(2);
     expect(snap.style.transform).toBe("");
+    vi.advanceTimersByTime(200);
+    expect(r.draws).toBe(2);
+  });
+
+  it("draws at the end of a gesture that moved nothing but put off a hover redraw", () => {
+    const { r, canvases } = setup(true);
+    r.render();
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    r.renderHighlightedNodes();
+    expect(r.draws).toBe(1);
     vi.advanceTimersByTime(200);
     expect(r.draws).toBe(2);
   });

@@ -106,7 +106,7 @@ export interface GestureOptions {
  * without drawing anything: its first frame costs what any other frame of it costs.
  * (Without a 2D context for the copy, the layers themselves are moved.) Camera moves
  * made by code (the zoom buttons, fitting the view) are drawn as before. A lookup of
- * the node under the pointer made while the picture is shifted (a click during the
+ * the node under the pointer made while the picture is stale (a click during the
  * glide after a drag) draws first, so it never reads a stale picking buffer. Returns
  * a function that removes the listeners.
  */
@@ -170,14 +170,15 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   let lastInput = -Infinity;
   /** The camera of the picture on screen (the last real draw). */
   let drawn: CameraState = camera.getState();
-  /** The picture on screen is moved by a transform. */
-  let shifted = false;
+  /** The picture on screen is not the view as it is: a moved copy, or a draw waits. */
+  let stale = false;
   /** Inside sigma's render (which draws the hovered nodes itself). */
   let rendering = false;
   /** A full refresh was asked for during the gesture. */
   let refreshPending = false;
-  /** Brings the picture up to date: the refresh put off, or a draw. */
+  /** Draw even though a gesture is going on. */
   let forced = false;
+  /** Brings the picture up to date: the refresh put off, or a draw. */
   const flush = () => {
     if (!refreshPending) return void render();
     refreshPending = false;
@@ -209,21 +210,23 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   });
   r.on("afterRender", () => {
     rendering = false;
-    shifted = false;
+    stale = false;
     takeSnapshot();
     if (!snapped) for (const c of layers) c.style.transform = "";
   });
-  // Sigma also redraws the hovered node's layers alone, in a frame of their own. During
-  // a gesture that waits for the real draw at its end (which includes it); otherwise
-  // the copy is made again.
+  // Sigma may also redraw the hovered nodes' layers alone, in a frame of their own.
+  // The copy cannot be made then (the other layers' drawing buffers are gone once
+  // shown), so the whole view is drawn instead, which draws them too; during a gesture
+  // that waits for the draw at its end.
   const highlight = r.renderHighlightedNodes?.bind(r);
   if (highlight)
     r.renderHighlightedNodes = () => {
-      if (rendering) return highlight();
-      if (active || shifted) return undefined;
-      const out = highlight();
-      takeSnapshot();
-      return out;
+      if (rendering || !snapCtx) return highlight();
+      if (active) {
+        stale = true;
+        return undefined;
+      }
+      return render();
     };
 
   const check = () => {
@@ -235,7 +238,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     }
     active = false;
     // A gesture that left the camera where it was (a click) needs no new picture.
-    if (refreshPending || shifted || !sameCamera(camera.getState(), drawn)) flush();
+    if (refreshPending || stale || !sameCamera(camera.getState(), drawn)) flush();
   };
   const input = () => {
     active = true;
@@ -272,7 +275,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     }
     if (snapped) snap.style.transform = css;
     else for (const c of layers) c.style.transform = css;
-    shifted = true;
+    stale = true;
     return r;
   };
   // A full refresh (indexing every node and edge again, then drawing) asked for during
@@ -288,7 +291,7 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     return refresh(opts);
   };
   r.getNodeAtPosition = (position: unknown) => {
-    if (shifted || refreshPending) flush();
+    if (stale || refreshPending) flush();
     return lookup(position);
   };
 
