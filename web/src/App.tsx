@@ -1,4 +1,4 @@
-import { Suspense, lazy, useEffect, useMemo, useRef, useState } from "react";
+import { Suspense, lazy, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import OptionsBar from "./components/OptionsBar";
 import Plugins from "./components/Plugins";
 import SearchBox from "./components/SearchBox";
@@ -87,7 +87,10 @@ export default function App() {
 
   const matches = useMemo(() => searchNodes(nodes.values(), query, pinned), [nodes, query, pinned]);
 
-  useEffect(() => {
+  // A layout effect, so the page has its new colours before the graph view (a child,
+  // whose effects run first) redraws for the theme: the picture it shows is an opaque
+  // copy that includes the page's background at the time of the draw.
+  useLayoutEffect(() => {
     document.documentElement.dataset.theme = theme;
   }, [theme]);
 

@@ -321,7 +321,19 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     });
     sigma.on("clickStage", () => selectNode(null));
     (window as unknown as { __rescopeSigma?: Sigma }).__rescopeSigma = sigma;
+    // Sigma follows window resizes only; the stage also changes size when a banner
+    // above it comes or goes. Its layers are sized in pixels when it draws, so draw.
+    const resized =
+      typeof ResizeObserver === "undefined"
+        ? null
+        : new ResizeObserver(([e]) => {
+            const { width, height } = sigma.getDimensions();
+            const box = e?.contentRect;
+            if (box && (Math.round(box.width) !== width || Math.round(box.height) !== height)) sigma.scheduleRefresh();
+          });
+    resized?.observe(container.current!);
     return () => {
+      resized?.disconnect();
       stopGestures();
       layoutSeq.current++;
       layoutRef.current?.kill();

@@ -147,6 +147,17 @@ describe("transformWhileMoving", () => {
     expect(ctx.drawImage).toHaveBeenCalledTimes(9);
   });
 
+  it("covers what the layers cover, even after the container changed size", () => {
+    const { r, canvases, snap } = setup(true);
+    // Sigma sizes its layers in pixels when it draws.
+    for (const c of Object.values(canvases)) Object.assign(c.style, { width: "400px", height: "300px" });
+    r.render();
+    expect([snap.style.width, snap.style.height]).toEqual(["400px", "300px"]);
+    for (const c of Object.values(canvases)) Object.assign(c.style, { width: "420px", height: "260px" });
+    r.render();
+    expect([snap.style.width, snap.style.height]).toEqual(["420px", "260px"]);
+  });
+
   it("starts a gesture without drawing and draws once when it stops", () => {
     const { r, snap, ctx, canvases } = setup(true);
     r.render();

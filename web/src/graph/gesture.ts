@@ -155,6 +155,13 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
     const h = layers[0]?.height ?? 0;
     if (snap.width !== w) snap.width = w;
     if (snap.height !== h) snap.height = h;
+    // The copy covers exactly what the layers cover: sigma sizes them in pixels and
+    // only when it draws, so a container resized since then crops them; a copy sized
+    // to the container would be stretched over it instead.
+    const lw = layers[0]?.style.width ?? "";
+    const lh = layers[0]?.style.height ?? "";
+    if (lw && snap.style.width !== lw) snap.style.width = lw;
+    if (lh && snap.style.height !== lh) snap.style.height = lh;
     snapCtx.fillStyle = background();
     snapCtx.fillRect(0, 0, w, h);
     for (const c of layers) if (c.style.visibility !== "hidden" && c.width === w && c.height === h) snapCtx.drawImage(c, 0, 0);
