@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { copyDiff, installCopyCheck, watchCopy } from "./copy-check.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -156,61 +157,64 @@ try {
   pass(step, `${graphNodes} processes, rescope launch pid ${launchPid} among them`);
 
   step = "hovering a process keeps the rest of the view drawn";
-  // Near 400 nodes (the force layout's threshold) nodes keep moving while processes come and go,
-  // so the pointer cannot be aimed at one; the layered layout below that stands still.
-  const hoverable = await page.evaluate(() => window.__rescopeSigma.getGraph().order <= 300);
-  if (!hoverable) {
-    console.log(`skip ${step}: the processes view has over 300 nodes on this machine (near the force layout's 400)`);
-  } else {
-    // The view on screen is a copy of sigma's layers made after each draw; the one made
-    // for a hover must still hold every layer, not only the hovered node's.
-    const launchId = await page.evaluate(
-      (pid) => window.__rescopeSigma.getGraph().nodes().find((id) => id.endsWith(`;${pid}`)),
-      launchPid,
-    );
-    const othersShown = () =>
-      page.evaluate((id) => {
+  // The view on screen is an opaque copy of sigma's layers, made in the task that drew
+  // them (their WebGL buffers are gone once shown); a copy made at any other moment, or
+  // of a hover-only frame, would lose nodes. So every node whose centre sigma has in
+  // the view must show on the copy. Checked only when no draw is pending: a layout
+  // step or hover moves sigma's positions at once and draws in the next frame, and
+  // until then the copy rightly shows the previous positions.
+  const launchId = await page.evaluate(
+    (pid) => window.__rescopeSigma.getGraph().nodes().find((id) => id.endsWith(`;${pid}`)),
+    launchPid,
+  );
+  const centresShown = () =>
+    until("a moment with no draw pending", () =>
+      page.evaluate(() => {
         const s = window.__rescopeSigma;
-        const r = s.getContainer().getBoundingClientRect();
         const snap = document.querySelector(".sigma-gesture");
+        if (s.renderFrame !== null || snap?.style.display !== "" || snap.style.transform !== "") return null;
+        const r = s.getContainer().getBoundingClientRect();
         const ctx = snap.getContext("2d");
         const k = snap.width / r.width;
         const bg = ctx.getImageData(0, 0, 1, 1).data;
         let shown = 0;
+        let inView = 0;
         for (const n of s.getGraph().nodes()) {
-          if (n === id) continue;
           const p = s.framedGraphToViewport(s.getNodeDisplayData(n));
-          if (p.x < 0 || p.y < 0 || p.x >= r.width || p.y >= r.height) continue;
+          if (p.x < 2 || p.y < 2 || p.x >= r.width - 2 || p.y >= r.height - 2) continue;
+          inView++;
           const px = ctx.getImageData(Math.round(p.x * k), Math.round(p.y * k), 1, 1).data;
           if (Math.abs(px[0] - bg[0]) + Math.abs(px[1] - bg[1]) + Math.abs(px[2] - bg[2]) > 20) shown++;
         }
-        return shown;
-      }, launchId);
-    await until("the view shown through its copy", () =>
-      page.evaluate(() => document.querySelector(".sigma-gesture")?.style.display === ""),
+        return { shown, inView };
+      }),
     );
-    const othersBefore = await othersShown();
-    if (othersBefore < 3) throw new Error(`the view shows only ${othersBefore} processes besides rescope launch`);
-    // Views over 400 nodes are laid out by a force layout for a few seconds: aim at the
-    // node where it is now until the pointer lands on it.
-    await until("rescope launch highlighted under the pointer", async () => {
-      const p = await page.evaluate((id) => {
-        const s = window.__rescopeSigma;
-        const d = s.framedGraphToViewport(s.getNodeDisplayData(id));
-        const r = s.getContainer().getBoundingClientRect();
-        return { x: r.left + d.x, y: r.top + d.y };
-      }, launchId);
-      await page.mouse.move(p.x, p.y);
-      await page.waitForTimeout(150);
-      return page.evaluate(() => window.__rescopeSigma.getContainer().style.cursor === "pointer");
-    });
-    await page.waitForTimeout(300);
-    const othersHovered = await othersShown();
-    if (othersHovered < othersBefore / 2)
-      throw new Error(`with rescope launch hovered the view shows ${othersHovered} other processes, before ${othersBefore}`);
-    await page.mouse.move(5, 5);
-    pass(step, `${othersBefore} other processes shown before, ${othersHovered} while hovering`);
-  }
+  await until("the view shown through its copy", () =>
+    page.evaluate(() => document.querySelector(".sigma-gesture")?.style.display === ""),
+  );
+  const before = await centresShown();
+  if (before.inView < 3 || before.shown < before.inView * 0.9)
+    throw new Error(`the view shows ${before.shown} of the ${before.inView} processes sigma has in it`);
+  // Views over 400 nodes are laid out by a force layout for a few seconds: aim at the
+  // node where it is now until the pointer lands on it.
+  await until("rescope launch highlighted under the pointer", async () => {
+    const p = await page.evaluate((id) => {
+      const s = window.__rescopeSigma;
+      const d = s.framedGraphToViewport(s.getNodeDisplayData(id));
+      const r = s.getContainer().getBoundingClientRect();
+      return { x: r.left + d.x, y: r.top + d.y };
+    }, launchId);
+    await page.mouse.move(p.x, p.y);
+    await page.waitForTimeout(150);
+    return page.evaluate(() => window.__rescopeSigma.getContainer().style.cursor === "pointer");
+  });
+  await page.waitForTimeout(300);
+  // The hovered node's label box may cover a few nodes below it.
+  const hovered = await centresShown();
+  if (hovered.shown < hovered.inView * 0.8)
+    throw new Error(`with rescope launch hovered the view shows ${hovered.shown} of the ${hovered.inView} processes sigma has in it`);
+  await page.mouse.move(5, 5);
+  pass(step, `${before.shown}/${before.inView} processes shown, ${hovered.shown}/${hovered.inView} while hovering`);
 
   step = "the table view is sortable";
   await page.click('button:has-text("Table")');
@@ -283,12 +287,31 @@ try {
     throw new Error(`while dragging, the view is not a moved copy: ${JSON.stringify(mid)}`);
   if (mid.drawnAt !== drawsBefore) throw new Error("the drag drew the view instead of moving the copy");
   await page.mouse.up();
+  // The wheel is dispatched to the page asynchronously: wait until it has arrived, the
+  // zoom it started is over (the camera the same over 300 ms, not animating) and the
+  // view has been drawn for real since, before working out where the host now is.
+  await page.evaluate(() => {
+    window.__wheeledAt = 0;
+    window.__rescopeSigma
+      .getCanvases()
+      .mouse.addEventListener("wheel", () => (window.__wheeledAt = performance.now()), { passive: true });
+  });
   await page.mouse.wheel(0, 200);
-  const wheeled = await page.evaluate(() => performance.now());
+  await until("the wheel seen by the page", () => page.evaluate(() => window.__wheeledAt > 0));
+  const still = () =>
+    page.evaluate(() => {
+      const c = window.__rescopeSigma.getCamera();
+      return { ...c.getState(), animated: c.isAnimated() };
+    });
+  await until("the camera still after the wheel", async () => {
+    const a = await still();
+    await page.waitForTimeout(300);
+    const b = await still();
+    return !a.animated && !b.animated && ["x", "y", "ratio", "angle"].every((k) => a[k] === b[k]);
+  });
   await until("the view drawn for real after the gesture", () =>
     page.evaluate(
-      (t) => document.querySelector(".sigma-gesture")?.style.transform === "" && (window.__rescopeLastRender?.t ?? 0) > t,
-      wheeled,
+      () => document.querySelector(".sigma-gesture")?.style.transform === "" && (window.__rescopeLastRender?.t ?? 0) > window.__wheeledAt,
     ),
   );
   // Where sigma now draws the host, and what the copy on screen shows there.
@@ -378,6 +401,60 @@ try {
   await page.screenshot({ path: join(artifacts, "host-details-dark.png") });
   await page.click('button[aria-label="Toggle theme"]');
   pass(step);
+
+  step = "the copy on screen always matches what sigma drew";
+  // In a page whose WebGL layers keep their buffers (see copy-check.mjs) the copy is
+  // compared, pixel by pixel and every 100 ms, with sigma's layers composited over the
+  // page's background, while the pointer hovers nodes, the theme changes and the
+  // window is resized. A copy left different across two checks with no draw in
+  // between is stale: the screen shows something sigma no longer has.
+  {
+    const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    await installCopyCheck(ctx);
+    const p = await ctx.newPage();
+    p.on("pageerror", (e) => pageErrors.push(e.message));
+    await p.goto(base);
+    await p.click('[data-view="processes"]');
+    await p.click('button:has-text("Show unconnected")');
+    await until("processes in the graph", () => p.evaluate(() => (window.__rescopeSigma?.getGraph().order ?? 0) > 5));
+    await until("the view shown through its copy", () =>
+      p.evaluate(() => document.querySelector(".sigma-gesture")?.style.display === ""),
+    );
+    const r = await p.evaluate(() => {
+      const b = window.__rescopeSigma.getContainer().getBoundingClientRect();
+      return { x: b.left, y: b.top, w: b.width, h: b.height };
+    });
+    const stop = await watchCopy(p, 100);
+    let hovers = 0;
+    for (let i = 0; i < 12; i++) {
+      const at = await p.evaluate((i) => {
+        const s = window.__rescopeSigma;
+        const nodes = s.getGraph().nodes();
+        return s.framedGraphToViewport(s.getNodeDisplayData(nodes[(i * 7919) % nodes.length]));
+      }, i);
+      if (at.x < 2 || at.y < 2 || at.x > r.w - 2 || at.y > r.h - 2) continue;
+      await p.mouse.move(r.x + at.x, r.y + at.y, { steps: 2 });
+      await p.waitForTimeout(250);
+      if (await p.evaluate(() => window.__rescopeSigma.getContainer().style.cursor === "pointer")) hovers++;
+    }
+    const checks = [];
+    checks.push(["hovering", await copyDiff(p)]);
+    for (const theme of ["dark", "light"]) {
+      await p.click('button[aria-label="Toggle theme"]');
+      await p.waitForTimeout(600);
+      checks.push([`${theme} theme`, await copyDiff(p)]);
+    }
+    await p.setViewportSize({ width: 1200, height: 760 });
+    await p.waitForTimeout(600);
+    checks.push(["resized", await copyDiff(p)]);
+    const log = await stop();
+    await ctx.close();
+    if (hovers === 0) throw new Error("no node was ever highlighted under the pointer");
+    if (log.stale.length) throw new Error(`the copy stayed different from sigma's layers: ${JSON.stringify(log.stale.slice(0, 3))}`);
+    for (const [when, d] of checks)
+      if (d.error || d.differ > 0 || d.geometry) throw new Error(`${when}: the copy differs from sigma's layers: ${JSON.stringify(d)}`);
+    pass(step, `${log.checks} checks, ${hovers} nodes hovered, 2 theme switches, 1 resize`);
+  }
 
   step = "a container shows in the containers view and its controls work";
   const containerSkip = dockerUnavailable();
