@@ -12,6 +12,7 @@ pub mod debug_server;
 pub mod docker;
 pub mod docker_exec;
 pub mod endpoint;
+mod endpoint_graph;
 pub mod host;
 pub mod hostexec;
 pub mod pipe;
