@@ -65,7 +65,10 @@ pub const PID: &str = "pid";
 /// `latest` key on a NAT copy naming the end point it copies.
 pub const COPY_OF: &str = "copy_of";
 
-/// Ticks before a socket inode no process was found for is searched again.
+/// Socket inodes no process was found for are searched again, all together, on
+/// ticks that are a multiple of this. A search that misses reads the file
+/// descriptors of every process, so misses retried one by one (kernel sockets, sockets
+/// of processes out of sight) made such a search happen on most ticks of a busy host.
 const UNRESOLVED_RETRY_TICKS: u64 = 30;
 /// Ticks before opening a namespace's sockets is tried again after a failure.
 const OPEN_RETRY_TICKS: u64 = 30;
@@ -272,8 +275,10 @@ struct Scratch {
     local_ips: HashMap<IpAddr, u32>,
     conntrack_client: HashMap<(EndpointKey, EndpointKey), EndpointKey, KeyHasher>,
     closed_now: HashSet<u64>,
-    /// This tick's links, in socket then flow order.
+    /// This tick's links, in socket then flow order, and where each namespace's
+    /// sockets' and flows' links are (keyed `netns << 1`, `netns << 1 | 1`).
     links: Vec<Link>,
+    link_segments: Vec<(u64, Range<usize>)>,
     /// End points whose node is built again this tick.
     changed: Vec<EndpointKey>,
     adjacency: Vec<Str>,
@@ -304,8 +309,9 @@ pub struct EndpointReporter {
     ids: HashMap<EndpointKey, Str, KeyHasher>,
     /// pid → (decimal text, last tick used).
     pid_text: HashMap<u32, (Str, u64)>,
-    /// Socket inode → tick from which to search its owner again.
-    unresolved: HashMap<u64, u64>,
+    /// Socket inodes no owner was found for (searched again every
+    /// `UNRESOLVED_RETRY_TICKS` ticks).
+    unresolved: HashSet<u64>,
     tick: u64,
     scratch: Scratch,
     /// Bumped whenever the local networks change (scopes of end points change).
@@ -348,7 +354,7 @@ impl EndpointReporter {
             conntrack_health: Availability::default(),
             ids: HashMap::default(),
             pid_text: HashMap::new(),
-            unresolved: HashMap::new(),
+            unresolved: HashSet::new(),
             tick: 0,
             scratch: Scratch::default(),
             networks_version: 0,
@@ -694,21 +700,18 @@ impl EndpointReporter {
             return;
         }
         let owners = &tick.procs.socket_owners;
+        if self.tick.is_multiple_of(UNRESOLVED_RETRY_TICKS) {
+            self.unresolved.clear();
+        }
         for sock in &s.sockets {
-            if sock.inode == 0 || owners.contains_key(&sock.inode) {
-                continue;
-            }
-            if self
-                .unresolved
-                .get(&sock.inode)
-                .is_some_and(|retry| *retry > self.tick)
+            if sock.inode == 0
+                || owners.contains_key(&sock.inode)
+                || self.unresolved.contains(&sock.inode)
             {
                 continue;
             }
             s.wanted.push((sock.inode, sock.uid));
         }
-        let tick_no = self.tick;
-        self.unresolved.retain(|_, retry| *retry > tick_no);
         if s.wanted.is_empty() {
             return;
         }
@@ -724,8 +727,7 @@ impl EndpointReporter {
                     s.extra_owners.insert(*inode, *pid);
                 }
                 None => {
-                    self.unresolved
-                        .insert(*inode, tick_no + UNRESOLVED_RETRY_TICKS);
+                    self.unresolved.insert(*inode);
                 }
             }
         }
@@ -797,10 +799,13 @@ impl EndpointReporter {
     /// answered (a closed flow only the first time it is seen).
     fn collect_links(&mut self, tick: &Tick, plans: &[NsPlan]) {
         let mut links = std::mem::take(&mut self.scratch.links);
+        let mut segments = std::mem::take(&mut self.scratch.link_segments);
         links.clear();
+        segments.clear();
         for (i, plan) in plans.iter().enumerate() {
             let scope = plan.scope_netns();
             let ns = i as u32;
+            let start = links.len();
             for sock in &self.scratch.sockets[self.scratch.socket_ranges[i].clone()] {
                 if !sock.state.is_connection() {
                     continue;
@@ -841,6 +846,7 @@ impl EndpointReporter {
                     }
                 });
             }
+            segments.push((plan.netns << 1, start..links.len()));
         }
 
         // Flows conntrack saw: connections that closed before this tick, and traffic
@@ -852,6 +858,7 @@ impl EndpointReporter {
             };
             let mut reported = std::mem::take(&mut ns_state.reported_closed);
             self.scratch.closed_now.clear();
+            let start = links.len();
             for j in self.scratch.flow_ranges[i].clone() {
                 let flow = self.scratch.flows[j];
                 if !flow.seen_reply() {
@@ -875,6 +882,7 @@ impl EndpointReporter {
                     });
                 }
             }
+            segments.push((plan.netns << 1 | 1, start..links.len()));
             let closed_now = &self.scratch.closed_now;
             reported.retain(|id| closed_now.contains(id));
             if let Some(ns_state) = self.namespaces.get_mut(&plan.netns) {
@@ -882,6 +890,7 @@ impl EndpointReporter {
             }
         }
         self.scratch.links = links;
+        self.scratch.link_segments = segments;
     }
 
     /// NAT: each real end point in the graph, copied under the address the other side
@@ -1000,9 +1009,8 @@ impl EndpointReporter {
         }
         self.index_namespaces(plans);
         self.collect_links(tick, plans);
-        let links = std::mem::take(&mut self.scratch.links);
-        self.graph.apply_links(&links);
-        self.scratch.links = links;
+        self.graph
+            .apply_links(&self.scratch.links, &self.scratch.link_segments);
         let copies = self.nat_copies(plans);
         self.graph.set_copies(copies);
         self.emit(tick)

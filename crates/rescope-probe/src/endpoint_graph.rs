@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::Range;
 
 use crate::endpoint::EndpointKey;
 
@@ -76,8 +77,10 @@ pub(crate) struct EndpointGraph {
     copies: Vec<NatCopy>,
     /// End points whose node may have changed since the last `take_changed`.
     changed: Vec<EndpointKey>,
-    /// Last tick's links, in that tick's order.
+    /// Last tick's links, in that tick's order, and its segments.
     links: Vec<Link>,
+    segments: Vec<(u64, Range<usize>)>,
+    gone: Vec<Link>,
     sorted_old: Vec<Link>,
     sorted_new: Vec<Link>,
 }
@@ -90,6 +93,7 @@ impl EndpointGraph {
         self.ends.clear();
         self.copies.clear();
         self.links.clear();
+        self.segments.clear();
     }
 
     /// Whether a link ends at `key`.
@@ -97,15 +101,60 @@ impl EndpointGraph {
         self.ends.contains_key(key)
     }
 
-    /// Makes `links` (this tick's, in any order) the graph's links. Links from an end
-    /// point to itself are left out.
-    pub fn apply_links(&mut self, links: &[Link]) {
-        let old = std::mem::take(&mut self.links);
-        let common = old.len().min(links.len());
+    /// Makes `links` (this tick's) the graph's links. `segments` split them by source
+    /// (one namespace's sockets, or its conntrack flows), each under a key: a segment
+    /// is compared with the last tick's segment of the same key, so a source whose
+    /// order changed (a dump, a conntrack resync) costs a sort of its own links only.
+    /// Links from an end point to itself are left out.
+    pub fn apply_links(&mut self, links: &[Link], segments: &[(u64, Range<usize>)]) {
+        let old_links = std::mem::take(&mut self.links);
+        let old_segments = std::mem::take(&mut self.segments);
+        let mut gone = std::mem::take(&mut self.gone);
+        gone.clear();
+        let mut matched = vec![false; old_segments.len()];
+        for (key, range) in segments {
+            let old = match old_segments
+                .iter()
+                .enumerate()
+                .position(|(i, (k, _))| !matched[i] && k == key)
+            {
+                Some(i) => {
+                    matched[i] = true;
+                    &old_links[old_segments[i].1.clone()]
+                }
+                None => &[],
+            };
+            self.diff(old, &links[range.clone()], &mut gone);
+        }
+        for (i, (_, range)) in old_segments.iter().enumerate() {
+            if !matched[i] {
+                gone.extend_from_slice(&old_links[range.clone()]);
+            }
+        }
+        // Additions first, so a link that only moved never takes its end points to
+        // zero links on the way.
+        for link in &gone {
+            self.remove(link);
+        }
+        self.gone = gone;
+        let mut kept = old_links;
+        kept.clear();
+        kept.extend_from_slice(links);
+        self.links = kept;
+        let mut kept = old_segments;
+        kept.clear();
+        kept.extend_from_slice(segments);
+        self.segments = kept;
+    }
+
+    /// Adds the links of `new` that `old` lacks, and puts those of `old` that `new`
+    /// lacks into `gone` (both as multisets).
+    fn diff(&mut self, old: &[Link], new: &[Link], gone: &mut Vec<Link>) {
+        let common = old.len().min(new.len());
         let budget = common / POSITIONAL_SHARE + 16;
         let mut differing = 0;
         for i in 0..common {
-            if old[i] != links[i] {
+            if old[i] != new[i] {
                 differing += 1;
                 if differing > budget {
                     break;
@@ -113,59 +162,50 @@ impl EndpointGraph {
             }
         }
         if differing <= budget {
-            // Additions first, so a link that only moved never takes its end points
-            // to zero links on the way.
-            for i in 0..links.len() {
-                if i >= common || old[i] != links[i] {
-                    self.add(&links[i]);
+            for i in 0..new.len() {
+                if i >= common || old[i] != new[i] {
+                    self.add(&new[i]);
                 }
             }
             for i in 0..old.len() {
-                if i >= common || old[i] != links[i] {
-                    self.remove(&old[i]);
+                if i >= common || old[i] != new[i] {
+                    gone.push(old[i]);
                 }
             }
-        } else {
-            let mut before = std::mem::take(&mut self.sorted_old);
-            let mut after = std::mem::take(&mut self.sorted_new);
-            before.clone_from(&old);
-            after.clear();
-            after.extend_from_slice(links);
-            before.sort_unstable();
-            after.sort_unstable();
-            let (mut i, mut j) = (0, 0);
-            let mut gone = Vec::new();
-            while i < before.len() || j < after.len() {
-                match (before.get(i), after.get(j)) {
-                    (Some(b), Some(a)) if b == a => {
-                        i += 1;
-                        j += 1;
-                    }
-                    (Some(b), Some(a)) if b < a => {
-                        gone.push(*b);
-                        i += 1;
-                    }
-                    (Some(b), None) => {
-                        gone.push(*b);
-                        i += 1;
-                    }
-                    (_, Some(a)) => {
-                        self.add(a);
-                        j += 1;
-                    }
-                    (None, None) => break,
-                }
-            }
-            for link in &gone {
-                self.remove(link);
-            }
-            self.sorted_old = before;
-            self.sorted_new = after;
+            return;
         }
-        let mut kept = old;
-        kept.clear();
-        kept.extend_from_slice(links);
-        self.links = kept;
+        let mut before = std::mem::take(&mut self.sorted_old);
+        let mut after = std::mem::take(&mut self.sorted_new);
+        before.clear();
+        before.extend_from_slice(old);
+        after.clear();
+        after.extend_from_slice(new);
+        before.sort_unstable();
+        after.sort_unstable();
+        let (mut i, mut j) = (0, 0);
+        while i < before.len() || j < after.len() {
+            match (before.get(i), after.get(j)) {
+                (Some(b), Some(a)) if b == a => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(b), Some(a)) if b < a => {
+                    gone.push(*b);
+                    i += 1;
+                }
+                (Some(b), None) => {
+                    gone.push(*b);
+                    i += 1;
+                }
+                (_, Some(a)) => {
+                    self.add(a);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        self.sorted_old = before;
+        self.sorted_new = after;
     }
 
     /// Sets this tick's NAT copies, for real end points in the graph (others are
@@ -579,7 +619,14 @@ mod tests {
                         real: key(rng.random_range(1..4), rng.random_range(1..6)),
                     })
                     .collect();
-                graph.apply_links(&links);
+                // Two sources (as sockets and flows are), split anywhere.
+                let cut = rng.random_range(0..=links.len());
+                let segments = [(1, 0..cut), (2, cut..links.len())];
+                let one = [(1, 0..links.len())];
+                graph.apply_links(
+                    &links,
+                    if rng.random_bool(0.5) { &segments } else { &one },
+                );
                 graph.set_copies(copies.clone());
                 let want = reference(&links, &copies);
                 let got = views(&graph);
@@ -617,18 +664,19 @@ mod tests {
         ];
         let mut graph = EndpointGraph::default();
         let mut changed = Vec::new();
-        graph.apply_links(&links);
+        let all = [(0, 0..2)];
+        graph.apply_links(&links, &all);
         graph.take_changed(&mut changed);
         assert_eq!(changed.len(), 3);
-        graph.apply_links(&links);
+        graph.apply_links(&links, &all);
         graph.take_changed(&mut changed);
         assert!(changed.is_empty());
         // Same links in another order: still nothing.
-        graph.apply_links(&[links[1], links[0]]);
+        graph.apply_links(&[links[1], links[0]], &all);
         graph.take_changed(&mut changed);
         assert!(changed.is_empty());
         // One link gone: its client end goes, the server's edges stay the same.
-        graph.apply_links(&links[..1]);
+        graph.apply_links(&links[..1], &[(0, 0..1)]);
         graph.take_changed(&mut changed);
         assert_eq!(changed, [key(1, 2), key(2, 80)], "the server lost pid 9");
         assert_eq!(graph.view(&key(2, 80)).and_then(|v| v.pid), None);
