@@ -625,7 +625,11 @@ mod tests {
                 let one = [(1, 0..links.len())];
                 graph.apply_links(
                     &links,
-                    if rng.random_bool(0.5) { &segments } else { &one },
+                    if rng.random_bool(0.5) {
+                        &segments
+                    } else {
+                        &one
+                    },
                 );
                 graph.set_copies(copies.clone());
                 let want = reference(&links, &copies);
