@@ -30,8 +30,9 @@
 //!
 //! The graph is kept between ticks ([`crate::endpoint_graph`]): this tick's links are
 //! compared with the last tick's, and only the end points a changed link touches are
-//! built again as report nodes. The nodes are kept too, and each tick's report is a
-//! copy of them with fresh timestamps. The hot path works on fixed-size keys; node ID
+//! built again as report nodes. When a tick's sockets, flows and owners are exactly
+//! the last tick's, the links are not even collected. The nodes are kept too, and
+//! each tick's report is a copy of them with fresh timestamps. The hot path works on fixed-size keys; node ID
 //! strings are built once per end point and kept while it lives.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -281,8 +282,25 @@ struct Scratch {
     link_segments: Vec<(u64, Range<usize>)>,
     /// End points whose node is built again this tick.
     changed: Vec<EndpointKey>,
+    /// The owner of each socket of `sockets`, in order.
+    owners: Vec<Option<u32>>,
     adjacency: Vec<Str>,
     counter_buf: Vec<u8>,
+}
+
+/// The inputs the graph was last brought up to date with: when a tick's are the
+/// same, so is the graph, and its links are not looked at.
+#[derive(Debug, Default)]
+struct LastBuild {
+    valid: bool,
+    /// Namespaces and their socket and flow counts, in plan order.
+    plans: Vec<(u64, bool, usize, usize)>,
+    sockets: Vec<TcpSocket>,
+    owners: Vec<Option<u32>>,
+    flows: Vec<Flow>,
+    networks_version: u64,
+    /// The build reported closed flows for the first time (the next one would not).
+    reported_closed: bool,
 }
 
 /// Reports the Endpoint topology.
@@ -322,6 +340,7 @@ pub struct EndpointReporter {
     graph_networks: u64,
     /// The graph's nodes as last reported.
     nodes: BTreeMap<Str, Node>,
+    last: LastBuild,
     /// Namespace dumps skipped because the namespace's counters had not moved.
     dumps_skipped: u64,
     /// Ticks whose graph was the last tick's.
@@ -361,6 +380,7 @@ impl EndpointReporter {
             graph: EndpointGraph::default(),
             graph_networks: 0,
             nodes: BTreeMap::new(),
+            last: LastBuild::default(),
             dumps_skipped: 0,
             graphs_reused: 0,
             tcp_changes: ChangeFeed::new(processes && config.track_tcp_changes),
@@ -796,8 +816,11 @@ impl EndpointReporter {
     }
 
     /// This tick's links: one per connection socket, then one per flow conntrack saw
-    /// answered (a closed flow only the first time it is seen).
-    fn collect_links(&mut self, tick: &Tick, plans: &[NsPlan]) {
+    /// answered (a closed flow only the first time it is seen). Returns whether closed
+    /// flows were reported for the first time (the next tick with the same inputs
+    /// leaves them out).
+    fn collect_links(&mut self, tick: &Tick, plans: &[NsPlan]) -> bool {
+        let mut newly_closed = false;
         let mut links = std::mem::take(&mut self.scratch.links);
         let mut segments = std::mem::take(&mut self.scratch.link_segments);
         links.clear();
@@ -870,6 +893,7 @@ impl EndpointReporter {
                     if !reported.insert(key) {
                         continue;
                     }
+                    newly_closed = true;
                 }
                 let (client, server) = flow.client_server();
                 let (c, s) = (self.key_of(scope, client), self.key_of(scope, server));
@@ -891,6 +915,7 @@ impl EndpointReporter {
         }
         self.scratch.links = links;
         self.scratch.link_segments = segments;
+        newly_closed
     }
 
     /// NAT: each real end point in the graph, copied under the address the other side
@@ -912,6 +937,64 @@ impl EndpointReporter {
             }
         }
         copies
+    }
+
+    /// The owner of every socket of this tick, in order (what the graph depends on
+    /// besides the sockets and flows themselves).
+    fn find_owners(&mut self, tick: &Tick) {
+        let mut owners = std::mem::take(&mut self.scratch.owners);
+        owners.clear();
+        owners.extend(
+            self.scratch
+                .sockets
+                .iter()
+                .map(|sock| self.owner(tick, sock.inode)),
+        );
+        self.scratch.owners = owners;
+    }
+
+    /// Whether this tick's inputs are those the last graph was built from.
+    fn same_inputs(&self, plans: &[NsPlan]) -> bool {
+        let (l, s) = (&self.last, &self.scratch);
+        l.valid
+            && !l.reported_closed
+            && l.networks_version == self.networks_version
+            && l.plans.len() == plans.len()
+            && plans
+                .iter()
+                .zip(&l.plans)
+                .enumerate()
+                .all(|(i, (p, last))| {
+                    *last
+                        == (
+                            p.netns,
+                            p.host,
+                            s.socket_ranges[i].len(),
+                            s.flow_ranges[i].len(),
+                        )
+                })
+            && l.sockets == s.sockets
+            && l.owners == s.owners
+            && l.flows == s.flows
+    }
+
+    fn remember_inputs(&mut self, plans: &[NsPlan], reported_closed: bool) {
+        let (l, s) = (&mut self.last, &self.scratch);
+        l.valid = true;
+        l.reported_closed = reported_closed;
+        l.networks_version = self.networks_version;
+        l.plans.clear();
+        l.plans.extend(plans.iter().enumerate().map(|(i, p)| {
+            (
+                p.netns,
+                p.host,
+                s.socket_ranges[i].len(),
+                s.flow_ranges[i].len(),
+            )
+        }));
+        l.sockets.clone_from(&s.sockets);
+        l.owners.clone_from(&s.owners);
+        l.flows.clone_from(&s.flows);
     }
 
     fn endpoint_id(&mut self, key: EndpointKey) -> Str {
@@ -1005,14 +1088,19 @@ impl EndpointReporter {
             self.graph.reset();
             self.nodes.clear();
             self.ids.clear();
+            self.last.valid = false;
             self.graph_networks = self.networks_version;
         }
-        self.index_namespaces(plans);
-        self.collect_links(tick, plans);
-        self.graph
-            .apply_links(&self.scratch.links, &self.scratch.link_segments);
-        let copies = self.nat_copies(plans);
-        self.graph.set_copies(copies);
+        self.find_owners(tick);
+        if !self.same_inputs(plans) {
+            self.index_namespaces(plans);
+            let reported_closed = self.collect_links(tick, plans);
+            self.graph
+                .apply_links(&self.scratch.links, &self.scratch.link_segments);
+            let copies = self.nat_copies(plans);
+            self.graph.set_copies(copies);
+            self.remember_inputs(plans, reported_closed);
+        }
         self.emit(tick)
     }
 }
