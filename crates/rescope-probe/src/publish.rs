@@ -454,8 +454,6 @@ impl Publisher {
         }
         if full {
             self.last_full = Some(Arc::unwrap_or_clone(report));
-            // The last full report was freed just now: give its memory back.
-            tokio::task::spawn_blocking(crate::sys::malloc::trim);
         }
         self.publish_count += 1;
     }

@@ -25,19 +25,3 @@ pub fn limit_arenas() {
         tracing::debug!(arenas = ARENAS, ok, "capped the C allocator's arenas");
     }
 }
-
-/// Hands the C allocator's free memory back to the kernel (`malloc_trim`). A full
-/// report and the one it replaces are freed together every few publishes; without
-/// this, glibc keeps most of what they held as free chunks inside its heaps, counted
-/// in the probe's resident memory. Does nothing with other C libraries.
-pub fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: malloc_trim only returns unused memory to the kernel; it takes the
-        // allocator's locks like any allocation and is safe from any thread.
-        #[allow(unsafe_code)]
-        unsafe {
-            nix::libc::malloc_trim(0);
-        }
-    }
-}
