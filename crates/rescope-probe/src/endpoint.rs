@@ -440,8 +440,8 @@ impl EndpointReporter {
         self.dumps_skipped
     }
 
-    /// How many ticks sent the previous tick's graph again (same sockets, flows and
-    /// owners).
+    /// How many ticks sent the previous tick's graph again (no end point's node
+    /// changed).
     pub fn graphs_reused(&self) -> u64 {
         self.graphs_reused
     }
