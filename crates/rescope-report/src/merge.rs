@@ -126,6 +126,13 @@ impl Node {
         self.merge_with_rules(other, host);
     }
 
+    /// Merges another node's knowledge into this one as merging topology `kind` does
+    /// ([`Topology::merge_from`]): nodes of the Host topology union their active
+    /// controls.
+    pub fn merge_in_topology(&mut self, other: &Node, kind: TopologyKind) {
+        self.merge_with_rules(other, kind == TopologyKind::Host);
+    }
+
     pub(crate) fn merge_with_rules(&mut self, other: &Node, host: bool) {
         pick(&mut self.id, &other.id);
         pick(&mut self.topology, &other.topology);
