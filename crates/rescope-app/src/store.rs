@@ -187,6 +187,8 @@ impl Store {
         };
         let cutoff = reference.add_nanos(-(self.window.as_nanos().min(i64::MAX as u128) as i64));
         let slot = self.slot(key);
+        // What a shortcut report speaks for: its plugins (none: the probe itself).
+        let sources: Vec<Str> = report.plugins.keys().cloned().collect();
         let nodes: Vec<BTreeMap<Str, Node>> = TopologyKind::ALL
             .iter()
             .map(|k| std::mem::take(&mut report[*k].nodes))
@@ -236,7 +238,9 @@ impl Store {
                             o
                         }
                         (ReportKind::Shortcut, Some(mut o)) => {
-                            o.merge_in_topology(&node, k);
+                            // The same probe's newer word: its active controls replace
+                            // the older ones rather than adding to them.
+                            o.merge_newer_in_topology(&node, k, &sources);
                             o
                         }
                         (_, None) => node,
@@ -622,7 +626,7 @@ mod tests {
             match kind {
                 ReportKind::Full => stored.apply_keeping_history(report, true),
                 ReportKind::Delta => stored.apply_keeping_history(report, false),
-                ReportKind::Shortcut => stored.merge_from(report),
+                ReportKind::Shortcut => stored.merge_shortcut_from(report),
             }
             stored.drop_samples_before(cutoff);
         }
