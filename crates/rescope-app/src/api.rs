@@ -462,6 +462,9 @@ struct Health {
     /// Reports received and not applied yet, and how long the oldest has waited.
     queued_reports: usize,
     queued_ms: f64,
+    /// Queued reports dropped since the start because a newer full report of the
+    /// same probe arrived first (the app was behind).
+    superseded_reports: u64,
     /// The last pass of the rendering thread: how long it took, how many reports it
     /// applied and how long the oldest of them had waited.
     pass_ms: f64,
@@ -479,6 +482,7 @@ async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
         probes: s.collector.probes().len(),
         nodes: status.nodes,
         queued_reports: queued,
+        superseded_reports: s.collector.superseded(),
         queued_ms: ms(oldest),
         pass_ms: ms(status.pass_time),
         pass_reports: status.pass_reports,

@@ -58,6 +58,9 @@ struct Inner {
     queue: Vec<Queued>,
     expired: Vec<String>,
     generation: u64,
+    /// Queued reports dropped because a newer full report of the same probe state
+    /// arrived before they were applied.
+    superseded: u64,
 }
 
 type Wake = Box<dyn Fn() + Send + Sync>;
@@ -127,6 +130,7 @@ impl Collector {
                 queue: Vec::new(),
                 expired: Vec::new(),
                 generation: 0,
+                superseded: 0,
             }),
             changes,
             wake: Mutex::new(None),
@@ -186,6 +190,19 @@ impl Collector {
         state.arrived = now;
         state.arrived_wall = wall;
         state.reports += 1;
+        // A full report replaces its probe state whole, so the state's reports still
+        // queued (when the rendering thread is behind) would only be undone: they are
+        // dropped, which bounds the queue at a few reports per probe however far behind
+        // the app is. What is lost is their metric samples (a gap in the sparklines).
+        let mut stale = Vec::new();
+        if kind == ReportKind::Full && inner.queue.iter().any(|q| q.key == key) {
+            let (old, keep): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut inner.queue)
+                .into_iter()
+                .partition(|q| q.key == key);
+            inner.queue = keep;
+            inner.superseded += old.len() as u64;
+            stale = old;
+        }
         inner.queue.push(Queued {
             key,
             kind,
@@ -195,6 +212,8 @@ impl Collector {
         inner.generation += 1;
         let generation = inner.generation;
         drop(inner);
+        // Freed outside the lock.
+        drop(stale);
         self.changes.send_replace(generation);
         if let Ok(wake) = self.wake.lock()
             && let Some(wake) = wake.as_ref()
@@ -255,6 +274,12 @@ impl Collector {
                 .map_or(Duration::ZERO, |q| q.arrived.elapsed());
             (inner.queue.len(), oldest)
         })
+    }
+
+    /// How many queued reports were dropped because a newer full report of the same
+    /// probe state superseded them.
+    pub fn superseded(&self) -> u64 {
+        self.inner.lock().map_or(0, |inner| inner.superseded)
     }
 
     /// Notified with a new number whenever reports arrive or probes expire.
@@ -360,6 +385,35 @@ mod tests {
                 .map(Str::as_str)
                 .collect::<Vec<_>>(),
             ["a;3"]
+        );
+    }
+
+    #[test]
+    fn a_full_report_supersedes_its_probes_queued_reports() {
+        let c = Collector::new(Duration::from_secs(15));
+        let mut store = Store::new(c.window());
+        c.add("p1", full("a", &[1]));
+        c.add("p2", full("b", &[1]));
+        let delta = full("a", &[1, 2]).delta_from(&full("a", &[1]));
+        c.add("p1", delta);
+        // Before anything was applied, p1 publishes a full report again.
+        c.add("p1", full("a", &[3]));
+        assert_eq!(c.superseded(), 2);
+        assert_eq!(c.backlog().0, 2);
+        let merged = settled(&c, &mut store);
+        let mut ids: Vec<&str> = merged[TopologyKind::Process]
+            .nodes
+            .keys()
+            .map(Str::as_str)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a;3", "b;1"]);
+        // A delta after the full report is kept.
+        c.add("p1", full("a", &[3, 4]).delta_from(&full("a", &[3])));
+        assert_eq!(c.backlog().0, 1);
+        assert_eq!(
+            settled(&c, &mut store)[TopologyKind::Process].nodes.len(),
+            3
         );
     }
 

@@ -446,6 +446,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
     // (seconds into the measurement, queued reports, oldest queued ms, pass ms, pass lag ms)
     let mut health: Vec<(f64, f64, f64, f64, f64)> = Vec::new();
     let mut nodes = 0;
+    let mut superseded = 0.0;
     while Instant::now() < deadline {
         for (k, (_, path)) in views.iter().enumerate() {
             let started = Instant::now();
@@ -475,6 +476,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
         {
             let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+            superseded = f("superseded_reports");
             health.push((
                 measuring.elapsed().as_secs_f64(),
                 f("queued_reports"),
@@ -579,6 +581,11 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
                 "backlog, {label}: queued reports median {q:.0} (max {qmax:.0}), oldest waiting {age:.0} ms (max {agemax:.0}); pass {pass:.0} ms (max {passmax:.0}), its oldest report had waited {lag:.0} ms (max {lagmax:.0})"
             );
         }
+    }
+    if !health.is_empty() {
+        println!(
+            "reports the app dropped unapplied (a newer full report of the probe came first): {superseded:.0}"
+        );
     }
     if app_process.is_some() {
         println!("app peak RSS: {rss_peak:.0} MiB (at the end: {rss_last:.0} MiB)");
