@@ -370,6 +370,11 @@ async fn probe(
     }
 }
 
+/// One look at the app's `/api/health`: seconds into the measurement, queued reports,
+/// how long the oldest had waited (ms), the last pass (ms) and how long its oldest
+/// report had waited (ms).
+type HealthSample = (f64, f64, f64, f64, f64);
+
 pub async fn fleet(args: FleetArgs) -> Result<()> {
     if args.probes == 0 {
         bail!("--probes must be at least 1");
@@ -443,8 +448,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
     let measuring = Instant::now();
     let mut rss_peak: f64 = 0.0;
     let mut rss_last: f64 = 0.0;
-    // (seconds into the measurement, queued reports, oldest queued ms, pass ms, pass lag ms)
-    let mut health: Vec<(f64, f64, f64, f64, f64)> = Vec::new();
+    let mut health: Vec<HealthSample> = Vec::new();
     let mut nodes = 0;
     let mut superseded = 0.0;
     while Instant::now() < deadline {
@@ -562,8 +566,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         }
     }
     if !health.is_empty() {
-        let stat = |f: &dyn Fn(&(f64, f64, f64, f64, f64)) -> f64,
-                    part: &[(f64, f64, f64, f64, f64)]| {
+        let stat = |f: &dyn Fn(&HealthSample) -> f64, part: &[HealthSample]| {
             let mut v: Vec<f64> = part.iter().map(f).collect();
             v.sort_by(f64::total_cmp);
             (percentile(&v, 0.5), v.last().copied().unwrap_or(0.0))
