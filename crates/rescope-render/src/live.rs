@@ -555,9 +555,13 @@ fn build_mapped(m: &Mapper<'_>, input: &Nodes, routing: &Routing, y: &Str) -> Op
     let mut node: Option<Node> = None;
     for xid in members {
         let Some(x) = input.get(xid) else { continue };
-        for (yid, fresh) in (m.route)(x) {
+        for (yid, mut fresh) in (m.route)(x) {
             if yid != *y {
                 continue;
+            }
+            if m.remap_edges {
+                // As in `Mapper::apply`: edges come only from the join below.
+                fresh.adjacency = Default::default();
             }
             let passing = yid == *xid;
             match node.as_mut() {
@@ -1110,7 +1114,12 @@ impl GroupStep {
                     let first = g.members.iter().next().and_then(|x| input.get(x));
                     let fresh = first
                         .and_then(|x| (m.route)(x).into_iter().find(|(id, _)| *id == y))
-                        .map(|(_, n)| n)
+                        .map(|(_, mut n)| {
+                            if m.remap_edges {
+                                n.adjacency = Default::default();
+                            }
+                            n
+                        })
                         .unwrap_or_else(|| Node::new(y.clone()));
                     nodes.entry(y.clone()).or_insert(fresh)
                 }
