@@ -218,6 +218,19 @@ try {
   await until("the view drawn for real after the gesture", () =>
     page.evaluate(() => document.querySelector(".sigma-gesture")?.style.display === "none" && document.querySelector(".sigma-nodes")?.style.opacity === ""),
   );
+  // The wheel may still be zooming (its gesture can start after the check above saw the
+  // drag's end): wait until the camera holds still before aiming.
+  let lastCamera = "";
+  await until("the camera to hold still after the wheel", async () => {
+    const cam = await page.evaluate(() => {
+      const c = window.__rescopeSigma.getCamera();
+      return c.isAnimated() ? "moving" : JSON.stringify(c.getState());
+    });
+    const still = cam !== "moving" && cam === lastCamera;
+    lastCamera = cam;
+    if (!still) await page.waitForTimeout(300);
+    return still;
+  });
   // A real click on the node where sigma drew it.
   const at = await page.evaluate((id) => {
     const s = window.__rescopeSigma;
