@@ -29,7 +29,8 @@ step "web UI: unit tests"
 (cd web && npx vitest run)
 
 step "web UI: end-to-end tests in Chromium"
-cargo build --workspace --bins --locked
+# The binaries the tests above built (same features, so nothing is rebuilt).
+cargo test --workspace --locked --no-run
 (cd web && node e2e/run.mjs)
 
 fuzz_seconds="${RESCOPE_FUZZ_SECONDS:-20}"

@@ -148,9 +148,9 @@ struct PluginJson {
 }
 
 async fn api_info(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let snapshot = s.collector.snapshot();
-    let plugins = snapshot
-        .prepared
+    s.renderer.settle().await;
+    let status = s.renderer.status();
+    let plugins = status
         .plugins
         .values()
         .map(|p| PluginJson {
@@ -189,47 +189,36 @@ async fn rendered(s: &AppState, work: Work) -> Result<Option<Bytes>, ApiError> {
     {
         watched.insert(key.clone(), (work.clone(), std::time::Instant::now()));
     }
-    // A request never merges on the async runtime: when the merge is due, the
-    // rendering thread builds it.
-    if let Some(current) = s.collector.current()
-        && let Some(body) = s.renderer.cached(current.generation, &key)
-    {
+    // Rendered from every report received so far.
+    if let Some(body) = s.renderer.current(&key) {
         return Ok(Some(body));
     }
-    // Until the current snapshot is rendered, the newest finished render is served
-    // rather than waiting: with many probes a render pass takes longer than reports
-    // take to arrive, and waiting would make the answer no fresher by the time it
-    // arrives. A render is started if none is under way (passes also start on new
-    // reports, see `warm`). A render older than the collector's window (a wedged
-    // renderer) is never served.
+    // While reports wait to be applied or a pass runs, the newest finished render is
+    // served rather than waiting: with many probes reports arrive all the time, and
+    // waiting would make the answer no fresher by the time it arrives. A render is
+    // started if none is under way (renders also follow passes, see `warm`). A render
+    // older than the collector's window (a wedged renderer) is never served.
     if let Some(body) = s.renderer.recent(&key, s.collector.window()) {
         if !s.renderer.busy() {
             let renderer = s.renderer.clone();
             tokio::spawn(async move {
-                let _ = renderer.bodies(vec![work]).await;
+                let _ = renderer.bodies(vec![work], false).await;
             });
         }
         return Ok(Some(body));
     }
-    s.renderer.bodies(vec![work]).await?.transpose()
+    s.renderer.bodies(vec![work], true).await?.transpose()
 }
 
-/// Whenever reports arrive, renders the requests clients made recently, so their next
-/// request is answered from the cache. One render pass shares the intermediate views.
+/// Whenever a pass changed the views, renders the requests clients made recently, so
+/// their next request is answered from the cache.
 pub async fn warm(s: AppState, mut shutdown: crate::Shutdown) {
-    let mut changes = s.collector.subscribe();
+    let mut changes = s.renderer.subscribe();
     loop {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             _ = shutdown.changed() => return,
         }
-        // Let a burst of reports settle, and the snapshot become due.
-        tokio::time::sleep(
-            s.collector
-                .rebuild_delay()
-                .max(std::time::Duration::from_millis(50)),
-        )
-        .await;
         let work: Vec<Work> = match s.watched.lock() {
             Ok(mut watched) => {
                 watched.retain(|_, (_, at)| at.elapsed() < WATCH_FOR);
@@ -246,7 +235,7 @@ pub async fn warm(s: AppState, mut shutdown: crate::Shutdown) {
             continue;
         }
         // Waits until the pass is done, so passes never pile up.
-        let _ = s.renderer.bodies(work).await;
+        let _ = s.renderer.bodies(work, false).await;
     }
 }
 
@@ -277,16 +266,16 @@ async fn node_details(
 }
 
 async fn get_report(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let snapshot = s.collector.snapshot();
+    let report = s.renderer.report().await?;
     let msgpack = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.starts_with("application/msgpack"));
     let body = tokio::task::spawn_blocking(move || {
         if msgpack {
-            codec::to_msgpack(&snapshot.merged())
+            codec::to_msgpack(&report)
         } else {
-            codec::to_json(&snapshot.merged()).into_bytes()
+            codec::to_json(&report).into_bytes()
         }
     })
     .await
@@ -407,14 +396,8 @@ async fn probes(
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    let snapshot = s.collector.snapshot();
     let probes = s.collector.probes().len();
-    let metrics = s.metrics.clone();
-    let text = tokio::task::spawn_blocking(move || {
-        crate::metrics::exposition(&metrics, &snapshot.prepared, probes)
-    })
-    .await
-    .unwrap_or_default();
+    let text = s.renderer.metrics(probes).await.unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,
@@ -476,14 +459,34 @@ struct Health {
     status: &'static str,
     probes: usize,
     nodes: usize,
+    /// Reports received and not applied yet, and how long the oldest has waited.
+    queued_reports: usize,
+    queued_ms: f64,
+    /// Queued reports dropped since the start because a newer full report of the
+    /// same probe arrived first (the app was behind).
+    superseded_reports: u64,
+    /// The last pass of the rendering thread: how long it took, how many reports it
+    /// applied and how long the oldest of them had waited.
+    pass_ms: f64,
+    pass_reports: usize,
+    pass_lag_ms: f64,
 }
 
+/// Cheap: answered from what the rendering thread last published.
 async fn health(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let snapshot = s.collector.snapshot();
+    let status = s.renderer.status();
+    let (queued, oldest) = s.collector.backlog();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     let h = Health {
         status: "ok",
         probes: s.collector.probes().len(),
-        nodes: snapshot.prepared.node_count() + snapshot.partial.len(),
+        nodes: status.nodes,
+        queued_reports: queued,
+        superseded_reports: s.collector.superseded(),
+        queued_ms: ms(oldest),
+        pass_ms: ms(status.pass_time),
+        pass_reports: status.pass_reports,
+        pass_lag_ms: ms(status.pass_lag),
     };
     Ok(json_body(to_json(&h)?))
 }

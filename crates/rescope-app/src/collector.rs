@@ -1,18 +1,16 @@
-//! Report storage: one current report per probe, merged on demand.
+//! Report intake: which probes are reporting, and the reports received but not yet
+//! applied.
 //!
-//! Scope's app kept every report of the last 15 seconds and merged them all again for
-//! each request. Rescope keeps, per probe, the report as of its latest publish: a full
-//! report replaces the probe's state (so nodes and plugins it no longer lists vanish at
-//! once), a delta is applied to it, a shortcut report is merged into it. Metric samples
-//! accumulate over the window. A probe silent for longer than the window drops out.
-//! The merge of all probes is cached until a report arrives or a probe expires.
+//! Request handlers only decode a report and queue it here; the rendering thread
+//! applies queued reports to every probe's state and the merged report
+//! ([`crate::store::Store`]) in batches, right before it renders. A probe silent for
+//! longer than the window drops out: its state is forgotten at the next batch.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rescope_report::{GoTime, Report, Str, TopologyKind};
+use rescope_report::{GoTime, Report, TopologyKind};
 use tokio::sync::watch;
 
 /// What the app knows about one probe.
@@ -28,59 +26,59 @@ pub struct ProbeInfo {
 #[derive(Debug)]
 struct ProbeState {
     probe_id: String,
-    /// Shared with a snapshot being built, which merges outside the lock; a report
-    /// arriving meanwhile copies it first.
-    report: Arc<Report>,
+    hostname: String,
+    version: String,
     arrived: Instant,
     arrived_wall: GoTime,
     reports: u64,
 }
 
-/// The merged view of every live probe at one moment.
+/// A report received and not yet applied.
 #[derive(Debug)]
-pub struct Snapshot {
-    /// Changes whenever the merged report may have changed.
-    pub generation: u64,
-    /// All probes' reports merged, without part-merged nodes: ready to render.
-    pub prepared: Report,
-    /// The part-merged nodes (delta nodes whose full report is gone), kept aside for
-    /// `/api/report`, which shows them as Scope does.
-    pub partial: Vec<(TopologyKind, Str, rescope_report::Node)>,
-    pub taken: GoTime,
-    built: Instant,
+pub struct Queued {
+    /// The probe state it belongs to (see [`state_key`]).
+    pub key: String,
+    pub kind: ReportKind,
+    pub report: Report,
+    pub arrived: Instant,
 }
 
-impl Snapshot {
-    /// When the merge was built.
-    pub fn built(&self) -> Instant {
-        self.built
-    }
-
-    /// The merged report with part-merged nodes, as `/api/report` serves it.
-    pub fn merged(&self) -> Report {
-        let mut r = self.prepared.clone();
-        for (kind, id, node) in &self.partial {
-            r.topology_mut(*kind).nodes.insert(id.clone(), node.clone());
-        }
-        r
-    }
+/// What the rendering thread takes from the collector in one go.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Probe states whose probe went silent, to forget first.
+    pub expired: Vec<String>,
+    /// Reports in the order they arrived.
+    pub reports: Vec<Queued>,
 }
 
 #[derive(Debug)]
 struct Inner {
     probes: HashMap<String, ProbeState>,
+    queue: Vec<Queued>,
+    expired: Vec<String>,
     generation: u64,
-    cached: Option<Arc<Snapshot>>,
-    /// Reports arrived (or probes expired) since `cached` was built.
-    dirty: bool,
+    /// Queued reports dropped because a newer full report of the same probe state
+    /// arrived before they were applied.
+    superseded: u64,
 }
 
-/// Holds every probe's current report.
-#[derive(Debug)]
+type Wake = Box<dyn Fn() + Send + Sync>;
+
+/// Knows every probe and queues their reports.
 pub struct Collector {
     window: Duration,
     inner: Mutex<Inner>,
     changes: watch::Sender<u64>,
+    wake: Mutex<Option<Wake>>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a received report is treated.
@@ -113,7 +111,7 @@ pub fn classify(report: &Report) -> ReportKind {
 
 /// The key of a probe's state: its ID plus the hosts it reports, so two probes that
 /// wrongly share an ID do not overwrite each other.
-fn state_key(probe_id: &str, report: &Report) -> String {
+pub fn state_key(probe_id: &str, report: &Report) -> String {
     let mut key = probe_id.to_string();
     for host in report.topology(TopologyKind::Host).nodes.keys() {
         key.push('|');
@@ -129,11 +127,13 @@ impl Collector {
             window,
             inner: Mutex::new(Inner {
                 probes: HashMap::new(),
+                queue: Vec::new(),
+                expired: Vec::new(),
                 generation: 0,
-                cached: None,
-                dirty: false,
+                superseded: 0,
             }),
             changes,
+            wake: Mutex::new(None),
         })
     }
 
@@ -141,15 +141,18 @@ impl Collector {
         self.window
     }
 
-    /// Adds a report from `probe_id`. Returns how it was treated.
+    /// Calls `wake` whenever a report is queued (the rendering thread's doorbell).
+    pub fn on_report(&self, wake: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut w) = self.wake.lock() {
+            *w = Some(Box::new(wake));
+        }
+    }
+
+    /// Queues a report from `probe_id`. Returns how it will be treated.
     pub fn add(&self, probe_id: &str, report: Report) -> ReportKind {
         let kind = classify(&report);
         let now = Instant::now();
         let wall = GoTime::now();
-        // History is trimmed on the probe's own clock (its report's timestamp), so a
-        // probe whose clock is off from the app's keeps its samples.
-        let reference = if report.ts.is_zero() { wall } else { report.ts };
-        let cutoff = reference.add_nanos(-(self.window.as_nanos().min(i64::MAX as u128) as i64));
         let Ok(mut inner) = self.inner.lock() else {
             return kind;
         };
@@ -165,143 +168,121 @@ impl Collector {
         {
             key = existing.clone();
         }
-        let state = inner.probes.entry(key).or_insert_with(|| ProbeState {
-            probe_id: probe_id.to_string(),
-            report: Arc::new(Report::empty()),
-            arrived: now,
-            arrived_wall: wall,
-            reports: 0,
-        });
-        let stored = Arc::make_mut(&mut state.report);
-        match kind {
-            ReportKind::Full => stored.apply_keeping_history(&report, true),
-            ReportKind::Delta => stored.apply_keeping_history(&report, false),
-            ReportKind::Shortcut => stored.merge_from(&report),
+        let state = inner
+            .probes
+            .entry(key.clone())
+            .or_insert_with(|| ProbeState {
+                probe_id: probe_id.to_string(),
+                hostname: String::new(),
+                version: String::new(),
+                arrived: now,
+                arrived_wall: wall,
+                reports: 0,
+            });
+        if let Some(host) = report.topology(TopologyKind::Host).nodes.values().next() {
+            if let Some(name) = host.latest_value("host_name") {
+                state.hostname = name.to_string();
+            }
+            if let Some(version) = host.latest_value("host_scope_version") {
+                state.version = version.to_string();
+            }
         }
-        stored.drop_samples_before(cutoff);
         state.arrived = now;
         state.arrived_wall = wall;
         state.reports += 1;
+        // A full report replaces its probe state whole, so the state's reports still
+        // queued (when the rendering thread is behind) would only be undone: they are
+        // dropped, which bounds the queue at a few reports per probe however far behind
+        // the app is. What is lost is their metric samples (a gap in the sparklines).
+        let mut stale = Vec::new();
+        if kind == ReportKind::Full && inner.queue.iter().any(|q| q.key == key) {
+            let (old, keep): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut inner.queue)
+                .into_iter()
+                .partition(|q| q.key == key);
+            inner.queue = keep;
+            inner.superseded += old.len() as u64;
+            stale = old;
+        }
+        inner.queue.push(Queued {
+            key,
+            kind,
+            report,
+            arrived: now,
+        });
         inner.generation += 1;
-        inner.dirty = true;
         let generation = inner.generation;
         drop(inner);
+        // Freed outside the lock.
+        drop(stale);
         self.changes.send_replace(generation);
+        if let Ok(wake) = self.wake.lock()
+            && let Some(wake) = wake.as_ref()
+        {
+            wake();
+        }
         kind
     }
 
-    /// Removes probes whose latest report is older than the window; true if any went.
-    fn expire(&self, inner: &mut Inner) -> bool {
-        let before = inner.probes.len();
+    /// Removes probes whose latest report is older than the window.
+    fn expire(&self, inner: &mut Inner) {
         let window = self.window;
-        inner.probes.retain(|_, p| p.arrived.elapsed() <= window);
-        let expired = inner.probes.len() != before;
-        if expired {
-            inner.generation += 1;
-            inner.dirty = true;
-            self.changes.send_replace(inner.generation);
+        let gone: Vec<String> = inner
+            .probes
+            .iter()
+            .filter(|(_, p)| p.arrived.elapsed() > window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
         }
-        expired
+        for k in &gone {
+            inner.probes.remove(k);
+        }
+        inner.expired.extend(gone);
+        inner.generation += 1;
+        self.changes.send_replace(inner.generation);
     }
 
-    /// How stale a snapshot may be before a new report forces a rebuild: rebuilding
-    /// merges every probe's report, so with many probes reports are batched (up to
-    /// one rebuild a second at 100 probes; 10 ms per probe).
-    pub fn rebuild_delay(&self) -> Duration {
-        let probes = self.inner.lock().map(|i| i.probes.len()).unwrap_or(0) as u64;
-        Duration::from_millis((probes * 10).min(1000))
-    }
-
-    /// The cached merged view if it is current: nothing arrived since it was built,
-    /// or it is younger than the rebuild delay. Never merges.
-    pub fn current(&self) -> Option<Arc<Snapshot>> {
-        let mut inner = self.inner.lock().ok()?;
-        self.expire(&mut inner);
-        let delay = Duration::from_millis((inner.probes.len() as u64 * 10).min(1000));
-        inner
-            .cached
-            .as_ref()
-            .filter(|c| !inner.dirty || c.built.elapsed() < delay)
-            .cloned()
-    }
-
-    /// The current merged view (cached until something changes, see
-    /// [`Collector::rebuild_delay`]). The merge runs outside the lock, so reports keep
-    /// arriving while it is built.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        let (generation, reports) = {
-            let Ok(mut inner) = self.inner.lock() else {
-                return Arc::new(Snapshot {
-                    generation: 0,
-                    prepared: Report::empty(),
-                    partial: Vec::new(),
-                    taken: GoTime::now(),
-                    built: Instant::now(),
-                });
-            };
-            self.expire(&mut inner);
-            let delay = Duration::from_millis((inner.probes.len() as u64 * 10).min(1000));
-            if let Some(cached) = &inner.cached
-                && (!inner.dirty || cached.built.elapsed() < delay)
-            {
-                return cached.clone();
-            }
-            let mut keys: Vec<&String> = inner.probes.keys().collect();
-            keys.sort();
-            let reports: Vec<(Arc<Report>, u64)> = keys
-                .into_iter()
-                .map(|k| (inner.probes[k].report.clone(), inner.probes[k].reports))
-                .collect();
-            (inner.generation, reports)
+    /// Takes what the rendering thread has to apply: probes gone silent, then the
+    /// queued reports.
+    pub fn drain(&self) -> Batch {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Batch::default();
         };
-        let mut merged = Report::empty();
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        for (report, count) in &reports {
-            report.id.hash(&mut hasher);
-            count.hash(&mut hasher);
-            merged.merge_from(report);
+        self.expire(&mut inner);
+        Batch {
+            expired: std::mem::take(&mut inner.expired),
+            reports: std::mem::take(&mut inner.queue),
         }
-        drop(reports);
-        merged.id = Str::from(format!("{:x}", hasher.finish()));
-        merged.upgrade();
-        let mut partial = Vec::new();
-        for (kind, t) in merged.topologies_mut() {
-            let ids: Vec<Str> = t
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.topology.is_empty())
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in ids {
-                if let Some(node) = t.nodes.remove(&id) {
-                    partial.push((kind, id, node));
-                }
-            }
-        }
-        let snapshot = Arc::new(Snapshot {
-            generation,
-            prepared: merged,
-            partial,
-            taken: GoTime::now(),
-            built: Instant::now(),
-        });
-        if let Ok(mut inner) = self.inner.lock() {
-            // Another thread may have built a newer one meanwhile.
-            if inner
-                .cached
-                .as_ref()
-                .is_none_or(|c| c.generation <= generation)
-            {
-                inner.cached = Some(snapshot.clone());
-                if inner.generation == generation {
-                    inner.dirty = false;
-                }
-            }
-        }
-        snapshot
     }
 
-    /// Notified with the new generation whenever reports arrive or probes expire.
+    /// Whether reports are queued or probes have gone silent (the merged report is
+    /// behind).
+    pub fn pending(&self) -> bool {
+        self.inner.lock().is_ok_and(|mut inner| {
+            self.expire(&mut inner);
+            !inner.queue.is_empty() || !inner.expired.is_empty()
+        })
+    }
+
+    /// How many reports are queued, and how long the oldest has waited.
+    pub fn backlog(&self) -> (usize, Duration) {
+        self.inner.lock().map_or((0, Duration::ZERO), |inner| {
+            let oldest = inner
+                .queue
+                .first()
+                .map_or(Duration::ZERO, |q| q.arrived.elapsed());
+            (inner.queue.len(), oldest)
+        })
+    }
+
+    /// How many queued reports were dropped because a newer full report of the same
+    /// probe state superseded them.
+    pub fn superseded(&self) -> u64 {
+        self.inner.lock().map_or(0, |inner| inner.superseded)
+    }
+
+    /// Notified with a new number whenever reports arrive or probes expire.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -315,21 +296,12 @@ impl Collector {
         let mut out: Vec<ProbeInfo> = inner
             .probes
             .values()
-            .map(|p| {
-                let host = p.report.topology(TopologyKind::Host).nodes.values().next();
-                ProbeInfo {
-                    id: p.probe_id.clone(),
-                    hostname: host
-                        .and_then(|h| h.latest_value("host_name"))
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
-                    version: host
-                        .and_then(|h| h.latest_value("host_scope_version"))
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
-                    last_seen: p.arrived_wall,
-                    reports: p.reports,
-                }
+            .map(|p| ProbeInfo {
+                id: p.probe_id.clone(),
+                hostname: p.hostname.clone(),
+                version: p.version.clone(),
+                last_seen: p.arrived_wall,
+                reports: p.reports,
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -349,12 +321,20 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rescope_report::{MetricTemplate, Node};
+    use crate::store::Store;
+    use rescope_report::{MetricTemplate, Node, Str};
 
-    /// The snapshot once the rebuild delay has passed.
-    fn settled(c: &Collector) -> Arc<Snapshot> {
-        std::thread::sleep(c.rebuild_delay());
-        c.snapshot()
+    /// Applies everything queued, as the rendering thread does.
+    fn settled(c: &Collector, store: &mut Store) -> Report {
+        let batch = c.drain();
+        for key in batch.expired {
+            store.remove(&key);
+        }
+        for q in batch.reports {
+            store.apply(&q.key, q.kind, q.report);
+        }
+        store.take_changes();
+        store.full_report()
     }
 
     fn full(host: &str, processes: &[u32]) -> Report {
@@ -383,16 +363,23 @@ mod tests {
     #[test]
     fn a_full_report_replaces_the_probes_state_and_a_delta_adds_to_it() {
         let c = Collector::new(Duration::from_secs(15));
+        let mut store = Store::new(c.window());
         assert_eq!(c.add("p1", full("a", &[1, 2])), ReportKind::Full);
-        assert_eq!(settled(&c).merged()[TopologyKind::Process].nodes.len(), 2);
+        assert_eq!(
+            settled(&c, &mut store)[TopologyKind::Process].nodes.len(),
+            2
+        );
         let base = full("a", &[1, 2]);
         let delta = full("a", &[1, 2, 3]).delta_from(&base);
         assert_eq!(c.add("p1", delta), ReportKind::Delta);
-        assert_eq!(settled(&c).merged()[TopologyKind::Process].nodes.len(), 3);
-        c.add("p1", full("a", &[3]));
-        let snap = settled(&c);
         assert_eq!(
-            snap.merged()[TopologyKind::Process]
+            settled(&c, &mut store)[TopologyKind::Process].nodes.len(),
+            3
+        );
+        c.add("p1", full("a", &[3]));
+        let merged = settled(&c, &mut store);
+        assert_eq!(
+            merged[TopologyKind::Process]
                 .nodes
                 .keys()
                 .map(Str::as_str)
@@ -402,36 +389,59 @@ mod tests {
     }
 
     #[test]
+    fn a_full_report_supersedes_its_probes_queued_reports() {
+        let c = Collector::new(Duration::from_secs(15));
+        let mut store = Store::new(c.window());
+        c.add("p1", full("a", &[1]));
+        c.add("p2", full("b", &[1]));
+        let delta = full("a", &[1, 2]).delta_from(&full("a", &[1]));
+        c.add("p1", delta);
+        // Before anything was applied, p1 publishes a full report again.
+        c.add("p1", full("a", &[3]));
+        assert_eq!(c.superseded(), 2);
+        assert_eq!(c.backlog().0, 2);
+        let merged = settled(&c, &mut store);
+        let mut ids: Vec<&str> = merged[TopologyKind::Process]
+            .nodes
+            .keys()
+            .map(Str::as_str)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a;3", "b;1"]);
+        // A delta after the full report is kept.
+        c.add("p1", full("a", &[3, 4]).delta_from(&full("a", &[3])));
+        assert_eq!(c.backlog().0, 1);
+        assert_eq!(
+            settled(&c, &mut store)[TopologyKind::Process].nodes.len(),
+            3
+        );
+    }
+
+    #[test]
     fn two_probes_sharing_an_id_both_show() {
         let c = Collector::new(Duration::from_secs(15));
+        let mut store = Store::new(c.window());
         c.add("same", full("a", &[1]));
         c.add("same", full("b", &[1]));
-        assert_eq!(settled(&c).merged()[TopologyKind::Host].nodes.len(), 2);
+        assert_eq!(settled(&c, &mut store)[TopologyKind::Host].nodes.len(), 2);
         assert_eq!(c.probes().len(), 2);
+        let mut hosts: Vec<String> = c.probes().into_iter().map(|p| p.hostname).collect();
+        hosts.sort();
+        assert_eq!(hosts, ["a", "b"]);
     }
 
     #[test]
     fn silent_probes_expire_after_the_window() {
         let c = Collector::new(Duration::from_millis(50));
+        let mut store = Store::new(c.window());
         c.add("p", full("a", &[1]));
         assert!(c.has_reports());
-        let generation = settled(&c).generation;
+        assert!(c.pending());
+        assert_eq!(settled(&c, &mut store)[TopologyKind::Host].nodes.len(), 1);
+        assert!(!c.pending());
         std::thread::sleep(Duration::from_millis(80));
-        let snap = settled(&c);
-        assert!(snap.merged()[TopologyKind::Host].nodes.is_empty());
-        assert!(snap.generation > generation);
+        assert!(c.pending());
+        assert!(settled(&c, &mut store)[TopologyKind::Host].nodes.is_empty());
         assert!(!c.has_reports());
-    }
-
-    #[test]
-    fn snapshots_are_cached_until_a_report_arrives() {
-        let c = Collector::new(Duration::from_secs(15));
-        c.add("p", full("a", &[1]));
-        let a = settled(&c);
-        let b = settled(&c);
-        assert!(Arc::ptr_eq(&a, &b));
-        c.add("p", full("a", &[1]));
-        std::thread::sleep(c.rebuild_delay());
-        assert!(!Arc::ptr_eq(&a, &settled(&c)));
     }
 }

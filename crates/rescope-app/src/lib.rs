@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pipes;
 pub mod probe_ws;
 pub mod renderer;
+pub mod store;
 pub mod tls;
 pub mod ui;
 pub mod ws;

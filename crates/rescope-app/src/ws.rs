@@ -1,10 +1,10 @@
 //! `GET /api/topology/{view}/ws`: a websocket that streams a view as diffs
 //! (protocol.md §7.3). The first message resets the client's node set; later ones add,
 //! update and remove nodes. A message goes out every period (`t`, default 1 s), and
-//! sooner when new reports arrive, but never more than once per second. A client that
-//! stops reading is dropped after a write timeout instead of holding memory.
+//! sooner when a pass of the rendering thread changed the views, but never more than
+//! twice a second. A client that stops reading is dropped after a write timeout
+//! instead of holding memory.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,53 +14,89 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use rescope_render::wire::NodeSummary;
 use rescope_report::Str;
-use serde::Serialize;
 
 use crate::api::{ApiError, AppState};
+use crate::renderer::{Entry, Summaries};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-const MIN_GAP: Duration = Duration::from_secs(1);
+const MIN_GAP: Duration = Duration::from_millis(500);
 
-/// One websocket message.
-#[derive(Debug, Default, Serialize, PartialEq)]
-pub struct Diff {
-    pub add: Option<Vec<NodeSummary>>,
-    pub update: Option<Vec<NodeSummary>>,
-    pub remove: Option<Vec<Str>>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub reset: bool,
-}
-
-/// The changes from `old` to `new`.
-pub fn diff(
-    old: &BTreeMap<Str, NodeSummary>,
-    new: &BTreeMap<Str, NodeSummary>,
-    reset: bool,
-) -> Diff {
-    let mut d = Diff {
-        reset,
-        ..Diff::default()
+/// The message that takes a client from `old` to `new`, as Scope's app writes it:
+/// `{"add":[…],"update":[…],"remove":[…]}` with `null` for an empty list, and
+/// `"reset":true` on the first message. Summaries are copied from the listing's JSON.
+pub fn diff(old: &Summaries, new: &Summaries, reset: bool) -> String {
+    let (mut add, mut update, mut remove): (Vec<&Entry>, Vec<&Entry>, Vec<&Str>) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some((ka, ea)), Some((kb, eb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    remove.push(ka);
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    add.push(eb);
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if !ea.same(eb) {
+                        update.push(eb);
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+            (Some((ka, _)), None) => {
+                remove.push(ka);
+                a.next();
+            }
+            (None, Some((_, eb))) => {
+                add.push(eb);
+                b.next();
+            }
+            (None, None) => break,
+        }
+    }
+    let size: usize = add
+        .iter()
+        .chain(update.iter())
+        .map(|e| e.value().len() + 1)
+        .sum();
+    let mut out: Vec<u8> = Vec::with_capacity(size + 64);
+    let list = |out: &mut Vec<u8>, entries: &[&Entry]| {
+        if entries.is_empty() {
+            out.extend_from_slice(b"null");
+            return;
+        }
+        out.push(b'[');
+        for (i, e) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&e.value());
+        }
+        out.push(b']');
     };
-    let (mut add, mut update, mut remove) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, n) in new {
-        match old.get(id) {
-            None => add.push(n.clone()),
-            Some(o) if o != n => update.push(n.clone()),
-            Some(_) => {}
-        }
+    out.extend_from_slice(b"{\"add\":");
+    list(&mut out, &add);
+    out.extend_from_slice(b",\"update\":");
+    list(&mut out, &update);
+    out.extend_from_slice(b",\"remove\":");
+    if remove.is_empty() {
+        out.extend_from_slice(b"null");
+    } else {
+        let ids = serde_json::to_vec(&remove).unwrap_or_else(|_| b"null".to_vec());
+        out.extend_from_slice(&ids);
     }
-    for id in old.keys() {
-        if !new.contains_key(id) {
-            remove.push(id.clone());
-        }
+    if reset {
+        out.extend_from_slice(b",\"reset\":true");
     }
-    d.add = (!add.is_empty()).then_some(add);
-    d.update = (!update.is_empty()).then_some(update);
-    d.remove = (!remove.is_empty()).then_some(remove);
-    d
+    out.push(b'}');
+    // Built from JSON strings and valid UTF-8 summaries.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Parses a Go duration like `5s` or `500ms`.
@@ -100,14 +136,6 @@ pub async fn topology_ws(
     ws.on_upgrade(move |socket| stream(socket, s, view, query, every))
 }
 
-async fn render(
-    s: &AppState,
-    view: &str,
-    query: &[(String, String)],
-) -> Option<Arc<BTreeMap<Str, NodeSummary>>> {
-    s.renderer.summaries(view, query).await
-}
-
 async fn stream(
     socket: WebSocket,
     s: AppState,
@@ -127,30 +155,34 @@ async fn stream(
         }
         let _ = closed_tx.send(());
     });
-    let mut changes = s.collector.subscribe();
-    let mut previous: Arc<BTreeMap<Str, NodeSummary>> = Arc::default();
+    let mut changes = s.renderer.subscribe();
+    let mut previous: Arc<Summaries> = Arc::default();
     let mut first = true;
+    let mut ticked = true;
     loop {
         let sent_at = tokio::time::Instant::now();
-        let Some(current) = render(&s, &view, &query).await else {
+        let Some((generation, current)) = s.renderer.summaries(&view, &query, first).await else {
             break;
         };
-        let message = diff(&previous, &current, first);
-        let Ok(text) = serde_json::to_string(&message) else {
-            break;
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, tx.send(Message::Text(text.into()))).await {
-            Ok(Ok(())) => {}
-            _ => break, // gone, or not reading
+        let text = diff(&previous, &current, first);
+        // Every period brings a message, as with Scope; a pass that did not change this
+        // view does not.
+        let empty = !first && Arc::ptr_eq(&previous, &current) || text == EMPTY;
+        if ticked || !empty {
+            match tokio::time::timeout(WRITE_TIMEOUT, tx.send(Message::Text(text.into()))).await {
+                Ok(Ok(())) => {}
+                _ => break, // gone, or not reading
+            }
         }
         previous = current;
         first = false;
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            changed = changes.changed() => {
-                if changed.is_err() {
+            _ = tokio::time::sleep(every) => ticked = true,
+            changed = async { changes.wait_for(|g| *g > generation).await.is_ok() } => {
+                if !changed {
                     break;
                 }
+                ticked = false;
                 tokio::time::sleep_until(sent_at + MIN_GAP).await;
             }
             _ = &mut closed => break,
@@ -160,6 +192,9 @@ async fn stream(
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.close()).await;
     s.metrics.websocket_clients.fetch_sub(1, Ordering::Relaxed);
 }
+
+/// A message without changes.
+const EMPTY: &str = r#"{"add":null,"update":null,"remove":null}"#;
 
 #[cfg(test)]
 mod tests {

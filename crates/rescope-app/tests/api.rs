@@ -610,3 +610,149 @@ async fn pipes_relay_bytes_both_ways_and_close_with_a_tombstone() {
         tokio_tungstenite::connect_async(format!("ws://{}/api/pipe/pipe-7/probe", app.addr)).await;
     assert!(late.is_err(), "a closed pipe refuses new ends");
 }
+
+/// A report in Scope's JSON with one host node, named `name`, offering `controls` (of
+/// the host topology's `defined` ones); `full` adds the templates that mark a full
+/// report.
+struct HostReport<'a> {
+    name: &'a str,
+    controls: &'a str,
+    stamp: &'a str,
+    plugins: &'a [&'a str],
+    full: bool,
+}
+
+impl HostReport<'_> {
+    fn json(&self) -> Vec<u8> {
+        let defined: serde_json::Map<String, Value> = ["host_exec", "tc~on", "tc~off"]
+            .iter()
+            .map(|c| {
+                (
+                    c.to_string(),
+                    serde_json::json!({"id": c, "human": c, "icon": "fa fa-cog", "rank": 1}),
+                )
+            })
+            .collect();
+        let at = |v: &str| serde_json::json!({"timestamp": self.stamp, "value": v});
+        let mut host = serde_json::json!({
+            "nodes": {"h1;<host>": {
+                "id": "h1;<host>",
+                "topology": "host",
+                "latest": {
+                    "host_name": at(self.name),
+                    "control_probe_id": at("45522f0c0946eca6"),
+                    "active_controls": at(self.controls),
+                },
+            }},
+            "controls": defined,
+        });
+        if self.full {
+            host["metadata_templates"] = serde_json::json!({
+                "host_name": {"id": "host_name", "label": "Hostname", "priority": 1}
+            });
+        }
+        let plugins: Vec<Value> = self
+            .plugins
+            .iter()
+            .map(|p| {
+                serde_json::json!({"id": p, "label": p, "interfaces": ["reporter", "controller"], "api_version": "1"})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "Host": host,
+            "Plugins": plugins,
+            "Shortcut": !self.full,
+        }))
+        .expect("json")
+    }
+}
+
+/// The host's label and the IDs of its controls, once they differ from `before`
+/// (answers may come from the render before the last report for a moment).
+async fn host_changed(app: &App, before: &(String, Vec<String>)) -> (String, Vec<String>) {
+    let mut now = (String::new(), Vec::new());
+    for _ in 0..100 {
+        let (code, details) = get_json(app, "/api/topology/hosts/h1%3B%3Chost%3E").await;
+        assert_eq!(code, 200, "{details}");
+        let mut ids: Vec<String> = details["node"]["controls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        let label = details["node"]["label"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        now = (label, ids);
+        if now != *before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    now
+}
+
+#[tokio::test]
+async fn a_probes_newer_shortcut_replaces_its_plugins_host_controls() {
+    let app = start(|_| {}).await;
+    let send = |r: HostReport<'static>| {
+        let body = r.json();
+        let app = &app;
+        async move {
+            let r = publish(app, body, "application/json", false).await;
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    };
+    let owned = |label: &str, ids: &[&str]| {
+        (
+            label.to_string(),
+            ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    send(HostReport {
+        name: "h1",
+        controls: "host_exec;tc~on",
+        stamp: "2026-01-01T00:00:01Z",
+        plugins: &["tc"],
+        full: true,
+    })
+    .await;
+    let state = host_changed(&app, &Default::default()).await;
+    assert_eq!(state, owned("h1", &["host_exec", "tc~on"]));
+    // The plugin switched its control: its shortcut report (as the probe publishes it,
+    // with the plugin's spec and only the plugin's controls) replaces the old one, and
+    // the probe's own control stays.
+    send(HostReport {
+        name: "h1",
+        controls: "tc~off",
+        stamp: "2026-01-01T00:00:02Z",
+        plugins: &["tc"],
+        full: false,
+    })
+    .await;
+    let state = host_changed(&app, &state).await;
+    assert_eq!(state, owned("h1", &["host_exec", "tc~off"]));
+    // An older shortcut arriving late does not bring the old control back; another
+    // plugin's shortcut (which also renames the host, to see it applied) leaves the
+    // controls alone.
+    send(HostReport {
+        name: "h1",
+        controls: "tc~on",
+        stamp: "2026-01-01T00:00:01Z",
+        plugins: &["tc"],
+        full: false,
+    })
+    .await;
+    send(HostReport {
+        name: "h1b",
+        controls: "",
+        stamp: "2026-01-01T00:00:03Z",
+        plugins: &["other"],
+        full: false,
+    })
+    .await;
+    let state = host_changed(&app, &state).await;
+    assert_eq!(state, owned("h1b", &["host_exec", "tc~off"]));
+}

@@ -21,19 +21,21 @@
 //! 3. Sockets are attributed to processes through the walker's socket-inode map; the
 //!    ones it does not know yet go to [`ProcessWalker::resolve_sockets`] in one call,
 //!    and inodes nobody owns (kernel sockets) are not searched again for a while.
-//! 4. Each connection becomes `from → to`: conntrack's direction if the flow is there,
-//!    else the side listening on its port is the server, else the lower port is.
-//!    `from` gets the edge; a side whose process is known gets `pid` and
+//! 4. Each connection becomes a link `from → to`: conntrack's direction if the flow is
+//!    there, else the side listening on its port is the server, else the lower port
+//!    is. `from` gets the edge; a side whose process is known gets `pid` and
 //!    `host_node_id`. Remote ends get neither (the app draws them as the Internet).
 //! 5. For every NAT'd flow whose real end point is in the report, a copy is added
 //!    under the rewritten address with `copy_of` naming the original.
 //!
-//! The hot path works on fixed-size keys; node ID strings are built once per end
-//! point and reused across ticks while it lives. When a tick's sockets, flows and
-//! owners are exactly the last tick's, so is the graph: it is not built again, and
-//! once it has been stable for two ticks its nodes are copied with new timestamps.
+//! The graph is kept between ticks ([`crate::endpoint_graph`]): this tick's links are
+//! compared with the last tick's, and only the end points a changed link touches are
+//! built again as report nodes. When a tick's sockets, flows and owners are exactly
+//! the last tick's, the links are not even collected. The nodes are kept too, and
+//! each tick's report is a copy of them with fresh timestamps. The hot path works on fixed-size keys; node ID
+//! strings are built once per end point and kept while it lives.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +50,7 @@ use rescope_report::{Node, Report, Str, TopologyKind, id};
 use tracing::{debug, warn};
 
 use crate::config::ProbeConfig;
+use crate::endpoint_graph::{EndpointGraph, KeyHasher, Link, NatCopy};
 use crate::reporter::{Reporter, ReporterError, Tick};
 use crate::socket_table::{ChangeFeed, SocketTable, TrackingStats, Update};
 use crate::sys::conntrack::{Availability, ConntrackTracker, Flow, RESYNC_EVERY};
@@ -63,7 +66,10 @@ pub const PID: &str = "pid";
 /// `latest` key on a NAT copy naming the end point it copies.
 pub const COPY_OF: &str = "copy_of";
 
-/// Ticks before a socket inode no process was found for is searched again.
+/// Socket inodes no process was found for are searched again, all together, on
+/// ticks that are a multiple of this. A search that misses reads the file
+/// descriptors of every process, so misses retried one by one (kernel sockets, sockets
+/// of processes out of sight) made such a search happen on most ticks of a busy host.
 const UNRESOLVED_RETRY_TICKS: u64 = 30;
 /// Ticks before opening a namespace's sockets is tried again after a failure.
 const OPEN_RETRY_TICKS: u64 = 30;
@@ -159,7 +165,7 @@ impl LocalNetworks {
 
 /// The scope part of an end point ID, as a small value (see [`id::address_scope`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum ScopeKey {
+pub(crate) enum ScopeKey {
     /// Globally unique addresses: empty scope.
     Global,
     /// Local bridge networks, and loopback in the host namespace: the host ID.
@@ -171,7 +177,7 @@ enum ScopeKey {
 /// An end point before it becomes an ID string: small, and cheap to hash and compare
 /// (the per-tick maps are keyed by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct EndpointKey {
+pub(crate) struct EndpointKey {
     /// The address's 128 bits (an IPv4 address in the low 32).
     addr: u128,
     port: u16,
@@ -180,7 +186,7 @@ struct EndpointKey {
 }
 
 impl EndpointKey {
-    fn new(scope: ScopeKey, ip: IpAddr, port: u16) -> Self {
+    pub(crate) fn new(scope: ScopeKey, ip: IpAddr, port: u16) -> Self {
         let (addr, v4) = match ip {
             IpAddr::V4(v4) => (u128::from(u32::from(v4)), true),
             IpAddr::V6(v6) => (u128::from(v6), false),
@@ -256,14 +262,6 @@ struct Namespace {
     last_error: Option<String>,
 }
 
-/// An end point being built.
-#[derive(Debug, Clone, Copy)]
-struct Acc {
-    key: EndpointKey,
-    pid: Option<u32>,
-    copy_of: Option<u32>,
-}
-
 /// Per-tick working state, kept to reuse its allocations.
 #[derive(Debug, Default)]
 struct Scratch {
@@ -273,21 +271,25 @@ struct Scratch {
     flow_ranges: Vec<Range<usize>>,
     extra_owners: HashMap<u64, u32>,
     wanted: Vec<(u64, u32)>,
-    listen_exact: HashMap<EndpointKey, u64>,
+    listen_exact: HashMap<EndpointKey, u64, KeyHasher>,
     listen_any: HashMap<(u32, u16), u64>,
     local_ips: HashMap<IpAddr, u32>,
-    conntrack_client: HashMap<(EndpointKey, EndpointKey), EndpointKey>,
-    index: HashMap<EndpointKey, u32>,
-    nodes: Vec<Acc>,
-    edges: Vec<(u32, u32)>,
+    conntrack_client: HashMap<(EndpointKey, EndpointKey), EndpointKey, KeyHasher>,
     closed_now: HashSet<u64>,
+    /// This tick's links, in socket then flow order, and where each namespace's
+    /// sockets' and flows' links are (keyed `netns << 1`, `netns << 1 | 1`).
+    links: Vec<Link>,
+    link_segments: Vec<(u64, Range<usize>)>,
+    /// End points whose node is built again this tick.
+    changed: Vec<EndpointKey>,
     /// The owner of each socket of `sockets`, in order.
     owners: Vec<Option<u32>>,
+    adjacency: Vec<Str>,
     counter_buf: Vec<u8>,
 }
 
-/// The inputs the last graph was built from: when a tick's are the same, so is the
-/// graph, and the last tick's nodes are sent again with new timestamps.
+/// The inputs the graph was last brought up to date with: when a tick's are the
+/// same, so is the graph, and its links are not looked at.
 #[derive(Debug, Default)]
 struct LastBuild {
     valid: bool,
@@ -299,10 +301,6 @@ struct LastBuild {
     networks_version: u64,
     /// The build reported closed flows for the first time (the next one would not).
     reported_closed: bool,
-    /// The nodes sent, to be copied with fresh timestamps. Kept only once the graph
-    /// was the same twice in a row, so a host whose sockets change every tick does
-    /// not pay for a copy it never uses.
-    nodes: Option<std::collections::BTreeMap<Str, Node>>,
 }
 
 /// Reports the Endpoint topology.
@@ -325,16 +323,23 @@ pub struct EndpointReporter {
     own_netns: Option<u64>,
     namespaces: HashMap<u64, Namespace>,
     conntrack_health: Availability,
-    /// End point → (ID, last tick used).
-    ids: HashMap<EndpointKey, (Str, u64)>,
+    /// End point → ID, for the end points in the graph.
+    ids: HashMap<EndpointKey, Str, KeyHasher>,
     /// pid → (decimal text, last tick used).
     pid_text: HashMap<u32, (Str, u64)>,
-    /// Socket inode → tick from which to search its owner again.
-    unresolved: HashMap<u64, u64>,
+    /// Socket inodes no owner was found for (searched again every
+    /// `UNRESOLVED_RETRY_TICKS` ticks).
+    unresolved: HashSet<u64>,
     tick: u64,
     scratch: Scratch,
     /// Bumped whenever the local networks change (scopes of end points change).
     networks_version: u64,
+    /// The graph, kept between ticks.
+    graph: EndpointGraph,
+    /// The local networks' version the graph's keys were made with.
+    graph_networks: u64,
+    /// The graph's nodes as last reported.
+    nodes: BTreeMap<Str, Node>,
     last: LastBuild,
     /// Namespace dumps skipped because the namespace's counters had not moved.
     dumps_skipped: u64,
@@ -366,12 +371,15 @@ impl EndpointReporter {
             own_netns: netns::current_netns().ok(),
             namespaces: HashMap::new(),
             conntrack_health: Availability::default(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             pid_text: HashMap::new(),
-            unresolved: HashMap::new(),
+            unresolved: HashSet::new(),
             tick: 0,
             scratch: Scratch::default(),
             networks_version: 0,
+            graph: EndpointGraph::default(),
+            graph_networks: 0,
+            nodes: BTreeMap::new(),
             last: LastBuild::default(),
             dumps_skipped: 0,
             graphs_reused: 0,
@@ -432,8 +440,8 @@ impl EndpointReporter {
         self.dumps_skipped
     }
 
-    /// How many ticks sent the previous tick's graph again (same sockets, flows and
-    /// owners).
+    /// How many ticks sent the previous tick's graph again (no end point's node
+    /// changed).
     pub fn graphs_reused(&self) -> u64 {
         self.graphs_reused
     }
@@ -712,21 +720,18 @@ impl EndpointReporter {
             return;
         }
         let owners = &tick.procs.socket_owners;
+        if self.tick.is_multiple_of(UNRESOLVED_RETRY_TICKS) {
+            self.unresolved.clear();
+        }
         for sock in &s.sockets {
-            if sock.inode == 0 || owners.contains_key(&sock.inode) {
-                continue;
-            }
-            if self
-                .unresolved
-                .get(&sock.inode)
-                .is_some_and(|retry| *retry > self.tick)
+            if sock.inode == 0
+                || owners.contains_key(&sock.inode)
+                || self.unresolved.contains(&sock.inode)
             {
                 continue;
             }
             s.wanted.push((sock.inode, sock.uid));
         }
-        let tick_no = self.tick;
-        self.unresolved.retain(|_, retry| *retry > tick_no);
         if s.wanted.is_empty() {
             return;
         }
@@ -742,8 +747,7 @@ impl EndpointReporter {
                     s.extra_owners.insert(*inode, *pid);
                 }
                 None => {
-                    self.unresolved
-                        .insert(*inode, tick_no + UNRESOLVED_RETRY_TICKS);
+                    self.unresolved.insert(*inode);
                 }
             }
         }
@@ -758,40 +762,6 @@ impl EndpointReporter {
             .get(&inode)
             .or_else(|| self.scratch.extra_owners.get(&inode))
             .copied()
-    }
-
-    fn node_index(&mut self, key: EndpointKey) -> u32 {
-        let s = &mut self.scratch;
-        *s.index.entry(key).or_insert_with(|| {
-            s.nodes.push(Acc {
-                key,
-                pid: None,
-                copy_of: None,
-            });
-            (s.nodes.len() - 1) as u32
-        })
-    }
-
-    fn connect(
-        &mut self,
-        from: EndpointKey,
-        to: EndpointKey,
-        from_pid: Option<u32>,
-        to_pid: Option<u32>,
-    ) {
-        if from == to {
-            return;
-        }
-        let f = self.node_index(from);
-        let t = self.node_index(to);
-        let nodes = &mut self.scratch.nodes;
-        if nodes[f as usize].pid.is_none() {
-            nodes[f as usize].pid = from_pid;
-        }
-        if nodes[t as usize].pid.is_none() {
-            nodes[t as usize].pid = to_pid;
-        }
-        self.scratch.edges.push((f, t));
     }
 
     /// Listening sockets, local addresses and conntrack's directions, for telling
@@ -845,24 +815,29 @@ impl EndpointReporter {
         owner_ns.and_then(|n| s.listen_any.get(&(n, key.port)).copied())
     }
 
-    /// Turns the sockets and flows into end points and edges. Returns whether closed
-    /// flows were reported for the first time (the next build with the same inputs
+    /// This tick's links: one per connection socket, then one per flow conntrack saw
+    /// answered (a closed flow only the first time it is seen). Returns whether closed
+    /// flows were reported for the first time (the next tick with the same inputs
     /// leaves them out).
-    fn build_graph(&mut self, tick: &Tick, plans: &[NsPlan]) -> bool {
+    fn collect_links(&mut self, tick: &Tick, plans: &[NsPlan]) -> bool {
         let mut newly_closed = false;
-        self.scratch.index.clear();
-        self.scratch.nodes.clear();
-        self.scratch.edges.clear();
+        let mut links = std::mem::take(&mut self.scratch.links);
+        let mut segments = std::mem::take(&mut self.scratch.link_segments);
+        links.clear();
+        segments.clear();
         for (i, plan) in plans.iter().enumerate() {
             let scope = plan.scope_netns();
             let ns = i as u32;
-            for j in self.scratch.socket_ranges[i].clone() {
-                let sock = self.scratch.sockets[j];
+            let start = links.len();
+            for sock in &self.scratch.sockets[self.scratch.socket_ranges[i].clone()] {
                 if !sock.state.is_connection() {
                     continue;
                 }
                 let local = self.key(scope, sock.local_ip, sock.local_port);
                 let remote = self.key(scope, sock.remote_ip, sock.remote_port);
+                if local == remote {
+                    continue;
+                }
                 let local_listener = self.listening(ns, local);
                 let outgoing = match self.scratch.conntrack_client.get(&unordered(local, remote)) {
                     Some(client) => *client == local,
@@ -878,12 +853,23 @@ impl EndpointReporter {
                         .then(|| local_listener.and_then(|l| self.owner(tick, l)))
                         .flatten()
                 });
-                if outgoing {
-                    self.connect(local, remote, owner, None);
+                links.push(if outgoing {
+                    Link {
+                        from: local,
+                        to: remote,
+                        from_pid: owner,
+                        to_pid: None,
+                    }
                 } else {
-                    self.connect(remote, local, None, owner);
-                }
+                    Link {
+                        from: remote,
+                        to: local,
+                        from_pid: None,
+                        to_pid: owner,
+                    }
+                });
             }
+            segments.push((plan.netns << 1, start..links.len()));
         }
 
         // Flows conntrack saw: connections that closed before this tick, and traffic
@@ -895,6 +881,7 @@ impl EndpointReporter {
             };
             let mut reported = std::mem::take(&mut ns_state.reported_closed);
             self.scratch.closed_now.clear();
+            let start = links.len();
             for j in self.scratch.flow_ranges[i].clone() {
                 let flow = self.scratch.flows[j];
                 if !flow.seen_reply() {
@@ -910,59 +897,46 @@ impl EndpointReporter {
                 }
                 let (client, server) = flow.client_server();
                 let (c, s) = (self.key_of(scope, client), self.key_of(scope, server));
-                self.connect(c, s, None, None);
+                if c != s {
+                    links.push(Link {
+                        from: c,
+                        to: s,
+                        from_pid: None,
+                        to_pid: None,
+                    });
+                }
             }
+            segments.push((plan.netns << 1 | 1, start..links.len()));
             let closed_now = &self.scratch.closed_now;
             reported.retain(|id| closed_now.contains(id));
             if let Some(ns_state) = self.namespaces.get_mut(&plan.netns) {
                 ns_state.reported_closed = reported;
             }
         }
+        self.scratch.links = links;
+        self.scratch.link_segments = segments;
+        newly_closed
+    }
 
-        // NAT: the real end point, copied under the address the other side used.
+    /// NAT: each real end point in the graph, copied under the address the other side
+    /// used.
+    fn nat_copies(&self, plans: &[NsPlan]) -> Vec<NatCopy> {
         let mut copies = Vec::new();
         for (i, plan) in plans.iter().enumerate() {
             let scope = plan.scope_netns();
             for flow in &self.scratch.flows[self.scratch.flow_ranges[i].clone()] {
                 for (real, rewritten) in [flow.snat(), flow.dnat()].into_iter().flatten() {
                     let real = self.key_of(scope, real);
-                    let rewritten = self.key_of(scope, rewritten);
-                    if real == rewritten {
-                        continue;
-                    }
-                    if let Some(r) = self.scratch.index.get(&real) {
-                        copies.push((*r, rewritten));
+                    if self.graph.contains(&real) {
+                        copies.push(NatCopy {
+                            rewritten: self.key_of(scope, rewritten),
+                            real,
+                        });
                     }
                 }
             }
         }
-        copies.sort_unstable();
-        copies.dedup();
-        // Edges sorted by source, so each copy finds the original's edges by search.
-        self.scratch.edges.sort_unstable();
-        let edge_count = self.scratch.edges.len();
-        for (real, rewritten) in copies {
-            let c = self.node_index(rewritten);
-            let real_node = self.scratch.nodes[real as usize];
-            let copy = &mut self.scratch.nodes[c as usize];
-            copy.copy_of = Some(real);
-            if copy.pid.is_none() {
-                copy.pid = real_node.pid;
-            }
-            let first = self.scratch.edges[..edge_count].partition_point(|(f, _)| *f < real);
-            for e in first..edge_count {
-                let (from, to) = self.scratch.edges[e];
-                if from != real {
-                    break;
-                }
-                if to != c {
-                    self.scratch.edges.push((c, to));
-                }
-            }
-        }
-        self.scratch.edges.sort_unstable();
-        self.scratch.edges.dedup();
-        newly_closed
+        copies
     }
 
     /// The owner of every socket of this tick, in order (what the graph depends on
@@ -1024,9 +998,7 @@ impl EndpointReporter {
     }
 
     fn endpoint_id(&mut self, key: EndpointKey) -> Str {
-        let tick = self.tick;
-        if let Some((id, used)) = self.ids.get_mut(&key) {
-            *used = tick;
+        if let Some(id) = self.ids.get(&key) {
             return id.clone();
         }
         let netns = match key.scope {
@@ -1036,7 +1008,7 @@ impl EndpointReporter {
         let ip = key.ip();
         let scope = id::address_scope(&self.host_id, ip, self.in_local_network(ip), netns);
         let text = Str::from(id::endpoint_id(&scope, &id::canonical_ip(ip), key.port));
-        self.ids.insert(key, (text.clone(), tick));
+        self.ids.insert(key, text.clone());
         text
     }
 
@@ -1050,80 +1022,86 @@ impl EndpointReporter {
         text.clone()
     }
 
-    /// The report of the graph in the scratch space; with `keep`, a copy of its nodes
-    /// is kept for [`EndpointReporter::emit_again`].
-    fn emit(&mut self, tick: &Tick, keep: bool) -> Report {
-        let mut report = Report::empty();
+    /// Builds the nodes of the end points that changed again, and returns the report
+    /// of every node, stamped `now`.
+    fn emit(&mut self, tick: &Tick) -> Report {
         let now = tick.now;
-        let nodes = std::mem::take(&mut self.scratch.nodes);
-        let edges = std::mem::take(&mut self.scratch.edges);
-        let ids: Vec<Str> = nodes.iter().map(|n| self.endpoint_id(n.key)).collect();
-        let topology = report.topology_mut(TopologyKind::Endpoint);
-        let mut e = 0;
-        for (i, acc) in nodes.iter().enumerate() {
-            let mut node = Node::new(ids[i].clone());
+        let mut changed = std::mem::take(&mut self.scratch.changed);
+        self.graph.take_changed(&mut changed);
+        if changed.is_empty() {
+            self.graphs_reused += 1;
+        }
+        let mut adjacency = std::mem::take(&mut self.scratch.adjacency);
+        for key in &changed {
+            let Some(view) = self.graph.view(key) else {
+                if let Some(id) = self.ids.remove(key) {
+                    self.nodes.remove(&id);
+                }
+                continue;
+            };
+            let id = self.endpoint_id(*key);
+            let mut node = Node::new(id.clone());
             node.topology = self.topology.clone();
-            while e < edges.len() && edges[e].0 as usize == i {
-                node.add_adjacent(ids[edges[e].1 as usize].clone());
-                e += 1;
+            adjacency.clear();
+            for to in &view.adjacency {
+                let to = self.endpoint_id(*to);
+                adjacency.push(to);
             }
-            if let Some(pid) = acc.pid {
+            adjacency.sort_unstable();
+            for to in adjacency.drain(..) {
+                node.add_adjacent(to);
+            }
+            if let Some(pid) = view.pid {
                 let text = self.pid_text(pid);
                 node.set_latest(PID, now, text);
                 node.set_latest(HOST_NODE_ID, now, self.host_node_id.clone());
             }
-            if let Some(original) = acc.copy_of {
-                node.set_latest(COPY_OF, now, ids[original as usize].clone());
+            if let Some(real) = view.copy_of {
+                let real = self.endpoint_id(real);
+                node.set_latest(COPY_OF, now, real);
             }
-            topology.nodes.insert(node.id.clone(), node);
+            self.nodes.insert(id, node);
         }
-        if keep {
-            self.last.nodes = Some(topology.nodes.clone());
+        self.scratch.adjacency = adjacency;
+        self.scratch.changed = changed;
+        for node in self.nodes.values_mut() {
+            for (_, entry) in node.latest.iter_mut() {
+                entry.timestamp = now;
+            }
         }
-        self.scratch.nodes = nodes;
-        self.scratch.edges = edges;
         let tick_no = self.tick;
-        self.ids.retain(|_, (_, used)| *used == tick_no);
         if tick_no.is_multiple_of(60) {
             self.pid_text.retain(|_, (_, used)| *used + 60 > tick_no);
         }
+        let mut report = Report::empty();
+        report.topology_mut(TopologyKind::Endpoint).nodes = self.nodes.clone();
         report
     }
 }
 
 impl EndpointReporter {
-    /// The report of this tick's sockets and flows: built anew, or, when sockets,
-    /// flows and owners are those of the last build, the last nodes with new
-    /// timestamps.
+    /// The report of this tick's sockets and flows: the graph brought up to date with
+    /// this tick's links (see [`crate::endpoint_graph`]).
     fn graph(&mut self, tick: &Tick, plans: &[NsPlan]) -> Report {
+        if self.graph_networks != self.networks_version {
+            // The end points' keys depend on the local networks: start again.
+            self.graph.reset();
+            self.nodes.clear();
+            self.ids.clear();
+            self.last.valid = false;
+            self.graph_networks = self.networks_version;
+        }
         self.find_owners(tick);
-        if self.same_inputs(plans) {
-            self.graphs_reused += 1;
-            if self.last.nodes.is_some() {
-                return self.emit_again(tick);
-            }
-            // The graph built last tick (still in the scratch space) is stable: send
-            // it and keep a copy of its nodes.
-            return self.emit(tick, true);
+        if !self.same_inputs(plans) {
+            self.index_namespaces(plans);
+            let reported_closed = self.collect_links(tick, plans);
+            self.graph
+                .apply_links(&self.scratch.links, &self.scratch.link_segments);
+            let copies = self.nat_copies(plans);
+            self.graph.set_copies(copies);
+            self.remember_inputs(plans, reported_closed);
         }
-        self.last.nodes = None;
-        self.index_namespaces(plans);
-        let reported_closed = self.build_graph(tick, plans);
-        self.remember_inputs(plans, reported_closed);
-        self.emit(tick, false)
-    }
-
-    /// The last tick's nodes again, with this tick's timestamps.
-    fn emit_again(&mut self, tick: &Tick) -> Report {
-        let mut report = Report::empty();
-        let mut nodes = self.last.nodes.clone().unwrap_or_default();
-        for node in nodes.values_mut() {
-            for (_, entry) in node.latest.iter_mut() {
-                entry.timestamp = tick.now;
-            }
-        }
-        report.topology_mut(TopologyKind::Endpoint).nodes = nodes;
-        report
+        self.emit(tick)
     }
 }
 
@@ -1541,6 +1519,116 @@ mod tests {
                 .contains_key("h1;10.0.0.5;80")
         );
         assert_eq!(r.graphs_reused(), 2);
+    }
+
+    fn restamped(mut report: Report) -> Report {
+        for node in report
+            .topology_mut(TopologyKind::Endpoint)
+            .nodes
+            .values_mut()
+        {
+            for (_, entry) in node.latest.iter_mut() {
+                entry.timestamp = rescope_report::GoTime::default();
+            }
+        }
+        report
+    }
+
+    #[test]
+    fn the_graph_kept_between_ticks_reports_what_a_full_rebuild_does() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let ip = |rng: &mut StdRng| {
+            *[
+                "127.0.0.1",
+                "10.0.0.5",
+                "172.17.0.2",
+                "172.17.0.3",
+                "93.184.216.34",
+            ]
+            .get(rng.random_range(0..5))
+            .expect("in range")
+        };
+        for seed in 0..60 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut kept = reporter();
+            kept.set_local_networks(vec!["172.17.0.0/16".parse().expect("cidr")]);
+            let mut sockets: Vec<TcpSocket> = Vec::new();
+            let mut flows: Vec<Flow> = Vec::new();
+            let mut owners: Vec<(u64, u32)> = Vec::new();
+            let mut next_inode = 1;
+            for tick in 0..30 {
+                // Sockets open and close; listeners come and go; owners are found or
+                // change; conntrack flows (some NAT'd) appear and vanish.
+                for _ in 0..rng.random_range(0..6) {
+                    if !sockets.is_empty() && rng.random_bool(0.4) {
+                        let i = rng.random_range(0..sockets.len());
+                        sockets.swap_remove(i);
+                    }
+                    let (local_ip, remote_ip) = (ip(&mut rng), ip(&mut rng));
+                    let (lport, rport) = (
+                        *[80u16, 443, 5432, 40000, 40001, 50000]
+                            .get(rng.random_range(0..6))
+                            .expect("in range"),
+                        *[80u16, 443, 40002, 40003]
+                            .get(rng.random_range(0..4))
+                            .expect("in range"),
+                    );
+                    let inode = if rng.random_bool(0.15) { 0 } else { next_inode };
+                    next_inode += 1;
+                    let socket = if rng.random_bool(0.2) {
+                        sock(
+                            &format!(
+                                "{}:{lport}",
+                                if rng.random_bool(0.5) {
+                                    "0.0.0.0"
+                                } else {
+                                    local_ip
+                                }
+                            ),
+                            "0.0.0.0:0",
+                            TcpState::Listen,
+                            inode,
+                        )
+                    } else {
+                        sock(
+                            &format!("{local_ip}:{lport}"),
+                            &format!("{remote_ip}:{rport}"),
+                            TcpState::Established,
+                            inode,
+                        )
+                    };
+                    sockets.push(socket);
+                    if inode != 0 && rng.random_bool(0.7) {
+                        owners.push((inode, rng.random_range(100..104)));
+                    }
+                }
+                if !owners.is_empty() && rng.random_bool(0.3) {
+                    let i = rng.random_range(0..owners.len());
+                    owners[i].1 = rng.random_range(100..104);
+                }
+                if rng.random_bool(0.3) {
+                    let (c, s) = (ip(&mut rng), ip(&mut rng));
+                    let nat = ip(&mut rng);
+                    flows.push(flow(
+                        (&format!("{c}:40001"), &format!("{s}:80")),
+                        (&format!("{nat}:80"), &format!("{c}:40001")),
+                        CtTcpState::Established,
+                    ));
+                }
+                if !flows.is_empty() && rng.random_bool(0.2) {
+                    flows.remove(0);
+                }
+                if rng.random_bool(0.1) {
+                    sockets.reverse(); // a dump in another order
+                }
+                let got = run(&mut kept, &sockets, &flows, &owners);
+                let mut fresh = reporter();
+                fresh.set_local_networks(vec!["172.17.0.0/16".parse().expect("cidr")]);
+                let want = run(&mut fresh, &sockets, &flows, &owners);
+                assert_eq!(restamped(got), restamped(want), "seed {seed}, tick {tick}");
+            }
+        }
     }
 
     #[test]

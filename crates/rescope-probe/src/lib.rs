@@ -12,6 +12,7 @@ pub mod debug_server;
 pub mod docker;
 pub mod docker_exec;
 pub mod endpoint;
+mod endpoint_graph;
 pub mod host;
 pub mod hostexec;
 pub mod pipe;
@@ -138,6 +139,7 @@ pub async fn run(config: config::ProbeConfig, shutdown: Shutdown) -> std::io::Re
             shutdown.clone(),
         ));
     }
+    let woken = spy.woken_reports();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(spy.run(config.spy_interval, tx, shutdown.clone()));
     if config.publish_stdout {
@@ -152,12 +154,13 @@ pub async fn run(config: config::ProbeConfig, shutdown: Shutdown) -> std::io::Re
             controls = controls.enabled(),
             "probe started"
         );
-        let publisher = publish::Publisher::new(
+        let mut publisher = publish::Publisher::new(
             publish::PublishSettings::from_config(&config, tls),
             apps,
             controls,
             metrics,
         );
+        publisher.publish_woken_at_once(woken);
         publisher.run(rx, shortcut_rx, shutdown).await;
         Ok(())
     }

@@ -251,6 +251,8 @@ pub struct Publisher {
     /// The next publish is a full report: an app takes a probe's plugin list from its
     /// newest full report, so a removed plugin goes only with one.
     full_next: bool,
+    /// Spy reports a wake-up asked for, published at once.
+    woken: Option<crate::spy::WokenReports>,
 }
 
 impl Publisher {
@@ -304,7 +306,16 @@ impl Publisher {
             last_attempt: None,
             plugins_seen: None,
             full_next: false,
+            woken: None,
         }
+    }
+
+    /// Publishes at once the spy reports `woken` marks (ticks a container's start or
+    /// stop, or a plugin's change, asked for), instead of at the next interval: a
+    /// `docker run` then shows in the app within a fraction of a second even when the
+    /// probe runs apart from the app.
+    pub fn publish_woken_at_once(&mut self, woken: crate::spy::WokenReports) {
+        self.woken = Some(woken);
     }
 
     /// Runs until shutdown: takes spy reports from `reports` and shortcut reports from
@@ -326,6 +337,7 @@ impl Publisher {
             tokio::select! {
                 report = reports.recv() => {
                     let Some(report) = report else { return };
+                    let woken = self.woken.as_ref().is_some_and(|w| w.take_reached(report.ts));
                     // A plugin that came, went or changed status is published at once.
                     let plugins_changed = self
                         .plugins_seen
@@ -344,7 +356,7 @@ impl Publisher {
                         }
                         None => self.pending = Some(report),
                     }
-                    if first || plugins_changed {
+                    if first || plugins_changed || woken {
                         first = false;
                         self.full_next |= plugins_changed;
                         self.publish().await;

@@ -123,15 +123,42 @@ impl SocketTable {
     /// Replaces the table by what `dump` appends to an empty list. `synced` says
     /// whether changes are being followed since before the dump began. On error the
     /// table is left empty.
+    ///
+    /// Sockets the table held already keep their places (a vanished one's place
+    /// goes to the last, as when a change removes it), and new ones come last: the
+    /// endpoint graph compares a tick's sockets with the last tick's place by place,
+    /// and the kernel's dump order is not the table's.
     pub fn replace_with_dump<E>(
         &mut self,
         synced: bool,
         dump: impl FnOnce(&mut Vec<TcpSocket>) -> Result<(), E>,
     ) -> Result<(), E> {
+        let previous = std::mem::take(&mut self.index);
+        let had = self.sockets.len();
         self.clear();
         if let Err(e) = dump(&mut self.sockets) {
             self.sockets.clear();
             return Err(e);
+        }
+        if had > 0 && !self.sockets.is_empty() {
+            let mut places: Vec<Option<TcpSocket>> = vec![None; had];
+            let mut fresh = Vec::new();
+            for socket in self.sockets.drain(..) {
+                match previous.get(&SocketKey::of(&socket)) {
+                    Some(&i) if i < had && places[i].is_none() => places[i] = Some(socket),
+                    _ => fresh.push(socket),
+                }
+            }
+            let mut i = 0;
+            while i < places.len() {
+                if places[i].is_none() {
+                    places.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            self.sockets.extend(places.into_iter().flatten());
+            self.sockets.append(&mut fresh);
         }
         for (i, socket) in self.sockets.iter().enumerate() {
             let key = SocketKey::of(socket);
@@ -464,6 +491,30 @@ mod tests {
     }
 
     use TcpState::*;
+
+    #[test]
+    fn a_dump_keeps_the_places_of_sockets_the_table_had() {
+        let (a, b, c, d) = (
+            sock(80, 0, Listen, 1),
+            sock(5000, 80, Established, 2),
+            sock(80, 5000, Established, 3),
+            sock(5001, 80, Established, 4),
+        );
+        let x = sock(5002, 80, Established, 5);
+        let mut t = table(&[a, b, c, d]);
+        t.replace_with_dump(true, |out| {
+            out.extend_from_slice(&[d, x, b, a]);
+            Ok::<_, ()>(())
+        })
+        .expect("dump");
+        assert_eq!(t.sockets(), [a, b, d, x], "c's place goes to the last one");
+        // The index follows: a change to d finds it where it now is.
+        let update = t
+            .apply(&[change(9, Established, Close, 5001, 80)], 1, kernel(&[]))
+            .expect("applies");
+        assert_eq!(update, Update::Updated { lookups: 0 });
+        assert_eq!(t.sockets(), [a, b, x]);
+    }
 
     #[test]
     fn opened_changed_and_closed_sockets_update_the_table() {

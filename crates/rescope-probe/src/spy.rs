@@ -28,6 +28,35 @@ pub const DEBUG_COPY_EVERY: u64 = 5;
 /// (plugin or container change) asks for.
 pub const MIN_WAKE_GAP: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// The newest spy report a wake-up signal (a container started or stopped, a plugin
+/// came or went) asked for, by its timestamp, until the publisher takes it: the
+/// publisher sends such a report at once instead of at its next interval.
+#[derive(Debug, Clone, Default)]
+pub struct WokenReports(Arc<Mutex<Option<GoTime>>>);
+
+impl WokenReports {
+    fn mark(&self, ts: GoTime) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(ts);
+        }
+    }
+
+    /// Whether a report stamped `ts` is, or comes after, one a wake-up asked for;
+    /// if so, forgets that wake-up.
+    pub fn take_reached(&self, ts: GoTime) -> bool {
+        let Ok(mut slot) = self.0.lock() else {
+            return false;
+        };
+        match *slot {
+            Some(woken) if woken <= ts => {
+                *slot = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Runs the reporters and keeps a recent spy report for `/debug/report`.
 pub struct Spy {
     host_node_id: String,
@@ -41,6 +70,7 @@ pub struct Spy {
     last_errors: Mutex<HashMap<&'static str, String>>,
     /// Signals that make the spy tick at once (a plugin came or went).
     wake: Vec<Arc<tokio::sync::Notify>>,
+    woken: WokenReports,
 }
 
 impl std::fmt::Debug for Spy {
@@ -67,12 +97,18 @@ impl Spy {
             ticks: AtomicU64::new(0),
             last_errors: Mutex::default(),
             wake: Vec::new(),
+            woken: WokenReports::default(),
         }
     }
 
     /// Ticks at once, besides every interval, when `notify` is signalled.
     pub fn wake_on(&mut self, notify: Arc<tokio::sync::Notify>) {
         self.wake.push(notify);
+    }
+
+    /// Where the spy says which of its reports a wake-up signal asked for.
+    pub fn woken_reports(&self) -> WokenReports {
+        self.woken.clone()
     }
 
     pub fn add_reporter(&mut self, reporter: Box<dyn Reporter>) {
@@ -209,8 +245,8 @@ impl Spy {
         let wake = self.wake.clone();
         let mut last_tick: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
+            let woken = tokio::select! {
+                _ = ticker.tick() => false,
                 _ = any_notified(&wake) => {
                     // A burst of changes (fifty containers started at once) makes
                     // at most one extra tick per MIN_WAKE_GAP.
@@ -220,14 +256,18 @@ impl Spy {
                             _ = shutdown.changed() => return,
                         }
                     }
+                    true
                 }
                 _ = shutdown.changed() => return,
-            }
+            };
             if *shutdown.borrow() {
                 return;
             }
             last_tick = Some(tokio::time::Instant::now());
             let report = self.tick().await;
+            if woken {
+                self.woken.mark(report.ts);
+            }
             match tx.try_send(report) {
                 Ok(()) => dropped = 0,
                 Err(mpsc::error::TrySendError::Full(_)) => {

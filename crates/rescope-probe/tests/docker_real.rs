@@ -802,3 +802,80 @@ async fn bridge_subnets_are_local_networks_and_scope_container_addresses() {
     assert!(shared_now.contains(&default_bridge), "{shared_now:?}");
     let _ = stop.send(true);
 }
+
+/// A standalone probe (`rescope_probe::run`, as `rescope probe` runs it) publishing to
+/// a small app once an hour: a container started after the first publish must reach
+/// the app without waiting for the next interval, through the wake-up the container's
+/// start gives the spy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_container_is_published_at_once_not_at_the_next_interval() {
+    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
+        println!("skipped: no Docker engine answers on this machine (CI starts dockerd)");
+        return;
+    }
+    assert!(ensure_image(), "cannot build the busybox test image");
+    let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new()
+        .route(
+            "/api",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({"id": "sink", "version": "test", "hostname": "sink"}))
+            }),
+        )
+        .route(
+            "/api/report",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let tx = reports_tx.clone();
+                async move {
+                    if let Ok(report) = rescope_report::codec::decode(&body) {
+                        let _ = tx.send(report);
+                    }
+                    "ok"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut config = ProbeConfig::new("wakeuptest");
+    config.targets =
+        vec![rescope_probe::config::AppTarget::parse(&format!("http://{addr}")).expect("target")];
+    config.publish_interval = Duration::from_secs(3600);
+    config.conntrack = false;
+    config.track_tcp_changes = false;
+    config.no_controls = true;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let probe = tokio::spawn(rescope_probe::run(config, shutdown));
+    tokio::time::timeout(Duration::from_secs(60), reports.recv())
+        .await
+        .expect("the first publish follows the first spy tick")
+        .expect("a report");
+
+    let name = format!("rescope-test-wakeup-{}", std::process::id());
+    let cid = docker(&["run", "-d", "--name", &name, IMAGE, "sleep", "300"]).expect("docker run");
+    let _cleanup = Container(name);
+    let started = Instant::now();
+    let node_id = format!("{cid};<container>");
+    loop {
+        let left = Duration::from_secs(120).saturating_sub(started.elapsed());
+        let report = tokio::time::timeout(left, reports.recv())
+            .await
+            .expect("a publish with the new container long before the hourly one")
+            .expect("a report");
+        if report[TopologyKind::Container]
+            .nodes
+            .contains_key(node_id.as_str())
+        {
+            break;
+        }
+    }
+    println!(
+        "container published {:?} after docker run (publish interval: 1 h)",
+        started.elapsed()
+    );
+    let _ = stop.send(true);
+    let _ = probe.await;
+}

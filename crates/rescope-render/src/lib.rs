@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod detail;
 pub mod list;
+pub mod live;
 pub mod pipeline;
 pub mod summary;
 pub mod views;
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 use rescope_report::{GoTime, Report, Str, TopologyKind, id};
 
 pub use pipeline::{Nodes, Rendered};
-pub use views::RenderContext;
+pub use views::{Prerendered, RenderContext};
 
 /// A copy of `report` without "part-merged" nodes: delta nodes whose full report is
 /// gone have no topology and cannot be rendered.
@@ -34,8 +35,14 @@ pub fn prepare(report: &Report) -> Report {
 }
 
 fn weave(ctx: &RenderContext<'_>) -> Nodes {
+    weave_of(ctx.report, ctx.now)
+}
+
+/// The `weave` view: Weave Net peers, and an unmanaged pseudo node per peer nick name
+/// for peers without a host.
+pub(crate) fn weave_of(report: &Report, now: GoTime) -> Nodes {
     let mut out = Nodes::new();
-    for (nid, node) in &ctx.report[TopologyKind::Overlay].nodes {
+    for (nid, node) in &report[TopologyKind::Overlay].nodes {
         if nid.starts_with("#docker_peer_") {
             continue;
         }
@@ -50,7 +57,7 @@ fn weave(ctx: &RenderContext<'_>) -> Nodes {
             let p = out
                 .entry(pid.clone())
                 .or_insert_with(|| pipeline::pseudo_node(&pid));
-            pipeline::add_child(p, node, false, ctx.now);
+            pipeline::add_child(p, node, false, now);
         }
     }
     out
@@ -61,7 +68,12 @@ pub fn render_unfiltered(ctx: &RenderContext<'_>, view: &str) -> Option<std::rc:
     if let Some(r) = ctx.rendered.borrow().get(view) {
         return Some(r.clone());
     }
-    let r = std::rc::Rc::new(render_view(ctx, view)?);
+    let r = match view {
+        "processes" => ctx.processes_rc().clone(),
+        "containers" => ctx.containers_rc().clone(),
+        "containers-by-image" => ctx.images_rc().clone(),
+        _ => std::rc::Rc::new(render_view(ctx, view)?),
+    };
     ctx.rendered
         .borrow_mut()
         .insert(view.to_string(), r.clone());

@@ -82,7 +82,7 @@ pub fn without_children(node: &Node) -> Node {
         latest: node.latest.clone(),
         metrics: node.metrics.clone(),
         parents: node.parents.clone(),
-        children: BTreeMap::new(),
+        children: Default::default(),
     }
 }
 
@@ -198,8 +198,9 @@ pub fn is_pseudo(node: &Node) -> bool {
     node.topology == id::PSEUDO_TOPOLOGY
 }
 
-/// IPv4 networks the report's hosts consider local (§8.3).
-#[derive(Debug, Clone, Default)]
+/// IPv4 networks the report's hosts consider local (§8.3). Each network appears once
+/// (every host of a fleet usually lists the same ones), in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalNetworks {
     nets: Vec<(u32, u32)>,
 }
@@ -235,6 +236,8 @@ impl LocalNetworks {
             }
             nets.push((mask(*first, prefix), prefix));
         }
+        nets.sort_unstable();
+        nets.dedup();
         LocalNetworks { nets }
     }
 

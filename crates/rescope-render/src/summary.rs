@@ -440,6 +440,30 @@ fn tables(node: &Node, t: &Topology) -> Vec<Table> {
 
 /// Parent links in Scope's topology order, labelled from the parents' own summaries.
 pub fn parents(node: &Node, report: &Report) -> Vec<Parent> {
+    parents_with(node, report, &|_, _| None)
+}
+
+/// The label a parent node shows under (what [`parents`] labels it with).
+pub fn parent_label(topology: &str, pid: &Str, report: &Report) -> Str {
+    let kind = TopologyKind::from_name(topology);
+    let stub;
+    let parent = match kind.and_then(|k| report.topology(k).nodes.get(pid)) {
+        Some(p) => p,
+        None => {
+            stub = Node::new(pid.clone()).with_topology(topology);
+            &stub
+        }
+    };
+    basic(parent, report).map_or_else(|| pid.clone(), |s| s.label)
+}
+
+/// [`parents`], with labels known beforehand: `label(topology, id)` answers for the
+/// parents it knows (as [`parent_label`] would).
+pub fn parents_with(
+    node: &Node,
+    report: &Report,
+    label: &dyn Fn(&str, &Str) -> Option<Str>,
+) -> Vec<Parent> {
     let mut out = Vec::new();
     for topology in PARENT_ORDER {
         let Some(ids) = node.parents.get(topology) else {
@@ -448,20 +472,11 @@ pub fn parents(node: &Node, report: &Report) -> Vec<Parent> {
         let Some(view) = primary_view(topology) else {
             continue;
         };
-        let kind = TopologyKind::from_name(topology);
         for pid in ids.iter() {
             if *pid == node.id {
                 continue;
             }
-            let stub;
-            let parent = match kind.and_then(|k| report.topology(k).nodes.get(pid)) {
-                Some(p) => p,
-                None => {
-                    stub = Node::new(pid.clone()).with_topology(topology);
-                    &stub
-                }
-            };
-            let label = basic(parent, report).map_or_else(|| pid.clone(), |s| s.label);
+            let label = label(topology, pid).unwrap_or_else(|| parent_label(topology, pid, report));
             out.push(Parent {
                 id: pid.clone(),
                 label,
@@ -475,6 +490,16 @@ pub fn parents(node: &Node, report: &Report) -> Vec<Parent> {
 /// The full summary of a rendered node. `with_samples` keeps metric samples (node
 /// details); listings strip them.
 pub fn summarize(node: &Node, report: &Report, with_samples: bool) -> Option<NodeSummary> {
+    summarize_with(node, report, with_samples, &|_, _| None)
+}
+
+/// [`summarize`], with parents' labels known beforehand (see [`parents_with`]).
+pub fn summarize_with(
+    node: &Node,
+    report: &Report,
+    with_samples: bool,
+    label: &dyn Fn(&str, &Str) -> Option<Str>,
+) -> Option<NodeSummary> {
     let mut s = basic(node, report)?;
     if let Some(t) = report.topology_by_name(&node.topology) {
         let own_counter = node
@@ -486,7 +511,7 @@ pub fn summarize(node: &Node, report: &Report, with_samples: bool) -> Option<Nod
             s.tables = tables(node, t);
         }
     }
-    s.parents = parents(node, report);
+    s.parents = parents_with(node, report, label);
     s.adjacency = node.adjacency.iter().cloned().collect();
     Some(s)
 }

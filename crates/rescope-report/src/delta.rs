@@ -134,12 +134,10 @@ impl Report {
         }
         let mut next = update.clone();
         for kind in TopologyKind::ALL {
-            let old = self.topology(kind);
+            let old = self.topology_mut(kind);
             for (id, node) in next.topology_mut(kind).nodes.iter_mut() {
-                if let Some(previous) = old.nodes.get(id) {
-                    let mut metrics = previous.metrics.clone();
-                    metrics.merge_with(&node.metrics, |_, mine, theirs| mine.merge_from(theirs));
-                    node.metrics = metrics;
+                if let Some(previous) = old.nodes.get_mut(id) {
+                    keep_history(node, std::mem::take(&mut previous.metrics));
                 }
             }
         }
@@ -150,14 +148,32 @@ impl Report {
     pub fn drop_samples_before(&mut self, cutoff: crate::time::GoTime) {
         for (_, t) in self.topologies_mut() {
             for node in t.nodes.values_mut() {
-                for (_, m) in node.metrics.iter_mut() {
-                    m.drop_before(cutoff);
-                }
+                node.drop_samples_before(cutoff);
             }
         }
     }
 
     fn apply_update(&mut self, delta: &Report, keep_history: bool) {
+        self.apply_update_meta(delta);
+        for kind in TopologyKind::ALL {
+            let theirs = delta.topology(kind);
+            let mine = self.topology_mut(kind);
+            for (id, d) in &theirs.nodes {
+                match mine.nodes.get_mut(id) {
+                    Some(node) => apply_delta_node(node, d, keep_history),
+                    None => {
+                        // A diff node without its base stays as it is: with no
+                        // topology it is "part-merged", and renderers drop it.
+                        mine.nodes.insert(id.clone(), d.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a delta changes besides nodes: presentation, controls and templates
+    /// (added or replaced, never removed) and the report's own fields (replaced).
+    pub fn apply_update_meta(&mut self, delta: &Report) {
         for kind in TopologyKind::ALL {
             let theirs = delta.topology(kind);
             let mine = self.topology_mut(kind);
@@ -191,47 +207,6 @@ impl Report {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone())),
             );
-            for (id, d) in &theirs.nodes {
-                // A delta node that carries its ID or topology is complete (new since
-                // the last full report); one without is a diff against the node here.
-                let complete = !d.id.is_empty() || !d.topology.is_empty();
-                match mine.nodes.get_mut(id) {
-                    Some(node) if !complete => {
-                        if !d.latest.is_empty() {
-                            node.latest = d.latest.clone();
-                        }
-                        if !d.sets.is_empty() {
-                            node.sets = d.sets.clone();
-                        }
-                        if !d.parents.is_empty() {
-                            node.parents = d.parents.clone();
-                        }
-                        if !d.adjacency.is_empty() {
-                            node.adjacency = d.adjacency.clone();
-                        }
-                        if keep_history {
-                            node.metrics
-                                .merge_with(&d.metrics, |_, mine, theirs| mine.merge_from(theirs));
-                        } else if !d.metrics.is_empty() {
-                            node.metrics = d.metrics.clone();
-                        }
-                        if !d.children.is_empty() {
-                            node.children = d.children.clone();
-                        }
-                    }
-                    Some(node) if keep_history => {
-                        let mut metrics = std::mem::take(&mut node.metrics);
-                        metrics.merge_with(&d.metrics, |_, mine, theirs| mine.merge_from(theirs));
-                        *node = d.clone();
-                        node.metrics = metrics;
-                    }
-                    _ => {
-                        // A diff node without its base stays as it is: with no
-                        // topology it is "part-merged", and renderers drop it.
-                        mine.nodes.insert(id.clone(), d.clone());
-                    }
-                }
-            }
         }
         self.ts = delta.ts;
         self.dns = delta.dns.clone();
@@ -240,6 +215,63 @@ impl Report {
         self.shortcut = delta.shortcut;
         self.plugins = delta.plugins.clone();
         self.id = delta.id.clone();
+    }
+}
+
+/// Gives `node` (a newer version of a node) the metric history of the older version:
+/// the older samples followed by the node's own.
+pub fn keep_history(node: &mut Node, mut previous: crate::node::Metrics) {
+    previous.merge_with(&node.metrics, |_, mine, theirs| mine.merge_from(theirs));
+    node.metrics = previous;
+}
+
+/// Applies one node of a delta to the receiver's version of that node (see
+/// [`Report::apply_delta`]): a delta node that carries its ID or topology is complete
+/// and replaces the node; one without replaces only the sections it carries. With
+/// `keep_history`, metric samples accumulate.
+pub fn apply_delta_node(node: &mut Node, d: &Node, keep_history_: bool) {
+    let complete = !d.id.is_empty() || !d.topology.is_empty();
+    if !complete {
+        if !d.latest.is_empty() {
+            node.latest = d.latest.clone();
+        }
+        if !d.sets.is_empty() {
+            node.sets = d.sets.clone();
+        }
+        if !d.parents.is_empty() {
+            node.parents = d.parents.clone();
+        }
+        if !d.adjacency.is_empty() {
+            node.adjacency = d.adjacency.clone();
+        }
+        if keep_history_ {
+            node.metrics
+                .merge_with(&d.metrics, |_, mine, theirs| mine.merge_from(theirs));
+        } else if !d.metrics.is_empty() {
+            node.metrics = d.metrics.clone();
+        }
+        if !d.children.is_empty() {
+            node.children = d.children.clone();
+        }
+    } else if keep_history_ {
+        let metrics = std::mem::take(&mut node.metrics);
+        *node = d.clone();
+        keep_history(node, metrics);
+    } else {
+        *node = d.clone();
+    }
+}
+
+impl Node {
+    /// Drops metric samples older than `cutoff`; true if any were dropped.
+    pub fn drop_samples_before(&mut self, cutoff: crate::time::GoTime) -> bool {
+        let mut dropped = false;
+        for (_, m) in self.metrics.iter_mut() {
+            let before = m.samples.len();
+            m.drop_before(cutoff);
+            dropped |= m.samples.len() != before;
+        }
+        dropped
     }
 }
 

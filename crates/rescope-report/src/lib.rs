@@ -26,6 +26,7 @@
 
 pub mod codec;
 pub mod delta;
+pub mod fasthash;
 pub mod id;
 pub mod merge;
 pub mod node;
@@ -42,7 +43,7 @@ pub mod upgrade;
 pub mod validate;
 pub mod xfer;
 
-pub use node::{LatestEntry, Metric, Metrics, Node, Sample};
+pub use node::{Children, LatestEntry, Metric, Metrics, Node, Sample};
 pub use plugin::{PluginSpec, PluginSpecs};
 pub use report::{DnsRecord, Report, Sampling};
 pub use sorted::{Sets, SortedMap, StringSet};

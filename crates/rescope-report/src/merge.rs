@@ -126,6 +126,63 @@ impl Node {
         self.merge_with_rules(other, host);
     }
 
+    /// Merges another node's knowledge into this one as merging topology `kind` does
+    /// ([`Topology::merge_from`]): nodes of the Host topology union their active
+    /// controls.
+    pub fn merge_in_topology(&mut self, other: &Node, kind: TopologyKind) {
+        self.merge_with_rules(other, kind == TopologyKind::Host);
+    }
+
+    /// Merges a newer partial version of this node from the same source (a probe's
+    /// shortcut report applied to that probe's own state). Like
+    /// [`Node::merge_in_topology`], except that a host node's `active_controls` is not
+    /// unioned with the older entry: the controls of the sources the newer report
+    /// speaks for (`sources`: the plugin IDs it carries; none: the whole probe) are
+    /// replaced by the newer entry's, so a control that was switched off disappears at
+    /// once. Controls of other sources (the probe's own `host_exec` when a plugin sends
+    /// the shortcut) stay. An older entry never replaces a newer one.
+    pub fn merge_newer_in_topology(&mut self, newer: &Node, kind: TopologyKind, sources: &[Str]) {
+        if kind != TopologyKind::Host {
+            self.merge_with_rules(newer, false);
+            return;
+        }
+        let before = self.latest.get(ACTIVE_CONTROLS).cloned();
+        self.merge_with_rules(newer, false);
+        let (Some(mine), Some(theirs)) = (before, newer.latest.get(ACTIVE_CONTROLS)) else {
+            return;
+        };
+        if theirs.timestamp < mine.timestamp {
+            self.latest.insert(Str::new(ACTIVE_CONTROLS), mine);
+            return;
+        }
+        let owned = |control: &str| {
+            sources.is_empty()
+                || sources.iter().any(|s| {
+                    control
+                        .strip_prefix(s.as_str())
+                        .is_some_and(|rest| rest.starts_with('~'))
+                })
+        };
+        let mut ids: Vec<&str> = mine
+            .value
+            .split(';')
+            .filter(|c| !c.is_empty() && !owned(c))
+            .collect();
+        for c in theirs.value.split(';').filter(|c| !c.is_empty()) {
+            if !ids.contains(&c) {
+                ids.push(c);
+            }
+        }
+        let value = Str::from(ids.join(";"));
+        self.latest.insert(
+            Str::new(ACTIVE_CONTROLS),
+            LatestEntry {
+                timestamp: theirs.timestamp,
+                value,
+            },
+        );
+    }
+
     pub(crate) fn merge_with_rules(&mut self, other: &Node, host: bool) {
         pick(&mut self.id, &other.id);
         pick(&mut self.topology, &other.topology);
@@ -344,6 +401,26 @@ impl Report {
         }
     }
 
+    /// Merges a newer shortcut report of the same probe into this report (that
+    /// probe's state): as [`Report::merge_from`], except that nodes take the newer
+    /// report's active controls ([`Node::merge_newer_in_topology`]).
+    pub fn merge_shortcut_from(&mut self, shortcut: &Report) {
+        self.merge_scalars(shortcut);
+        let sources: Vec<Str> = shortcut.plugins.keys().cloned().collect();
+        for (kind, topology) in self.topologies_mut() {
+            let theirs = shortcut.topology(kind);
+            topology.merge_presentation(theirs);
+            for (id, node) in &theirs.nodes {
+                match topology.nodes.get_mut(id) {
+                    Some(existing) => existing.merge_newer_in_topology(node, kind, &sources),
+                    None => {
+                        topology.nodes.insert(id.clone(), node.clone());
+                    }
+                }
+            }
+        }
+    }
+
     /// Like [`Report::merge_from`], consuming `other` to avoid copying its nodes.
     pub fn merge_owned(&mut self, mut other: Report) {
         self.merge_scalars(&other);
@@ -415,6 +492,44 @@ mod tests {
         assert_eq!(
             p.latest_value(ACTIVE_CONTROLS).map(Str::as_str),
             Some("kubernetes_cordon_node")
+        );
+    }
+
+    #[test]
+    fn a_newer_version_from_the_same_probe_replaces_its_sources_host_controls() {
+        let host = |at, controls| {
+            Node::new("h;<host>").with_topology("host").with_latest(
+                ACTIVE_CONTROLS,
+                t(at),
+                controls,
+            )
+        };
+        let controls = |n: &Node| n.latest_value(ACTIVE_CONTROLS).map(|v| v.to_string());
+        let plugin = [Str::new("tc")];
+        // A plugin's shortcut: only that plugin's controls are replaced.
+        let mut n = host(1, "host_exec;tc~on");
+        n.merge_newer_in_topology(&host(2, "tc~off"), TopologyKind::Host, &plugin);
+        assert_eq!(controls(&n).as_deref(), Some("host_exec;tc~off"));
+        // Re-stamped to nothing: the plugin's controls go.
+        n.merge_newer_in_topology(&host(3, ""), TopologyKind::Host, &plugin);
+        assert_eq!(controls(&n).as_deref(), Some("host_exec"));
+        // The probe's own shortcut (no plugins) speaks for every control.
+        let mut n = host(1, "host_exec;kubernetes_cordon_node");
+        n.merge_newer_in_topology(
+            &host(2, "kubernetes_uncordon_node"),
+            TopologyKind::Host,
+            &[],
+        );
+        assert_eq!(controls(&n).as_deref(), Some("kubernetes_uncordon_node"));
+        // An older version changes nothing.
+        n.merge_newer_in_topology(&host(1, "host_exec"), TopologyKind::Host, &[]);
+        assert_eq!(controls(&n).as_deref(), Some("kubernetes_uncordon_node"));
+        // Different probes still union (merge_from), as Scope does.
+        let mut m = host(1, "host_exec");
+        m.merge_from(&host(2, "kubernetes_cordon_node"));
+        assert_eq!(
+            controls(&m).as_deref(),
+            Some("host_exec;kubernetes_cordon_node")
         );
     }
 

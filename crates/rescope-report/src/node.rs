@@ -2,6 +2,8 @@
 //! known about it.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use crate::sorted::{Sets, SortedMap, StringSet};
 use crate::str::Str;
@@ -82,7 +84,69 @@ pub struct Node {
     /// Parent topology name → parent node IDs.
     pub parents: Sets,
     /// Used only in rendered nodes.
-    pub children: BTreeMap<Str, Node>,
+    pub children: Children,
+}
+
+/// A rendered node's children by ID. Copies of a node share its children until one of
+/// them changes them (copy on write), so copying a node with thousands of children, as
+/// rendering steps do, costs no more than copying one without. Reads and writes go
+/// through the map as usual.
+#[derive(Clone, Default)]
+pub struct Children(Option<Arc<BTreeMap<Str, Node>>>);
+
+static NO_CHILDREN: BTreeMap<Str, Node> = BTreeMap::new();
+
+impl Deref for Children {
+    type Target = BTreeMap<Str, Node>;
+    fn deref(&self) -> &BTreeMap<Str, Node> {
+        self.0.as_deref().unwrap_or(&NO_CHILDREN)
+    }
+}
+
+impl DerefMut for Children {
+    /// The map to change, copied first if another node shares it.
+    fn deref_mut(&mut self) -> &mut BTreeMap<Str, Node> {
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default))
+    }
+}
+
+impl PartialEq for Children {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            _ => **self == **other,
+        }
+    }
+}
+
+impl std::fmt::Debug for Children {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl From<BTreeMap<Str, Node>> for Children {
+    fn from(map: BTreeMap<Str, Node>) -> Self {
+        if map.is_empty() {
+            Children(None)
+        } else {
+            Children(Some(Arc::new(map)))
+        }
+    }
+}
+
+impl FromIterator<(Str, Node)> for Children {
+    fn from_iter<I: IntoIterator<Item = (Str, Node)>>(iter: I) -> Self {
+        Children::from(iter.into_iter().collect::<BTreeMap<_, _>>())
+    }
+}
+
+impl<'a> IntoIterator for &'a Children {
+    type Item = (&'a Str, &'a Node);
+    type IntoIter = std::collections::btree_map::Iter<'a, Str, Node>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 impl Node {

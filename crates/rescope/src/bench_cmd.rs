@@ -4,18 +4,28 @@
 //! Each simulated host (500 processes, 2,000 endpoints, about 10 containers) publishes
 //! as Scope's probe does: every publish interval, a full report every third time and
 //! deltas in between, gzip-compressed msgpack with the probe headers. Hosts are spread
-//! over the interval. Meanwhile a client asks for views as the UI would. At the end the
-//! command prints latency percentiles, the app's memory, and whether publishing kept up.
+//! over the interval. Meanwhile a client asks for views as the UI would, and two
+//! websocket clients follow the processes and hosts views. At the end the command prints
+//! latency percentiles, how long a published change took to reach the websockets, the
+//! app's memory and CPU, the simulator's own CPU, and whether publishing kept up.
+//!
+//! Change latency: every report a probe publishes changes the metric values of its host
+//! node and of its process 1 (as the views list them). The simulator notes those
+//! values and when it started publishing; a websocket message carrying them ends the
+//! wait. Reports are compressed at gzip's fastest level, which costs the simulator a
+//! third of the default level's CPU and the app nothing more.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use rescope_report::codec::{self, Encoding, Format};
 use rescope_report::synthetic::{HostShape, HostSimulator};
-use rescope_report::{GoTime, Report};
+use rescope_report::{GoTime, Report, TopologyKind};
+use serde::Deserialize;
 
 #[derive(Debug, Clone, Args)]
 pub struct FleetArgs {
@@ -111,6 +121,150 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Metric values of a node as a listing shows them (last sample, truncated to two
+/// decimals), by metric ID: what identifies one report's state of that node.
+type Marker = Vec<(String, f64)>;
+
+fn truncate2(v: f64) -> f64 {
+    (v * 100.0).trunc() / 100.0
+}
+
+fn marker(node: &rescope_report::Node) -> Marker {
+    node.metrics
+        .iter()
+        .filter_map(|(id, m)| Some((id.to_string(), truncate2(m.last()?.value))))
+        .collect()
+}
+
+/// Follows one view's websocket: which published states are still to arrive, and how
+/// long the ones that arrived took.
+#[derive(Default)]
+struct Tracker {
+    /// Set once the websocket has its first message; changes published before then
+    /// are not waited for.
+    since: Mutex<Option<Instant>>,
+    /// Node ID → (publish started, marker), oldest first.
+    pending: Mutex<HashMap<String, VecDeque<(Instant, Marker)>>>,
+    /// (when it arrived, latency in ms)
+    arrived: Mutex<Vec<(Instant, f64)>>,
+    /// Websocket messages received and their total size.
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Tracker {
+    fn expect(&self, node: String, started: Instant, marker: Marker) {
+        if marker.is_empty()
+            || self
+                .since
+                .lock()
+                .map_or(true, |s| s.is_none_or(|s| started < s))
+        {
+            return;
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            p.entry(node).or_default().push_back((started, marker));
+        }
+    }
+
+    /// A node as a websocket message carried it: the newest pending state it matches
+    /// has arrived, and so have the older ones it supersedes.
+    fn seen(&self, node: &str, marker: &Marker, now: Instant) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        let Some(queue) = pending.get_mut(node) else {
+            return;
+        };
+        let Some(last) = queue.iter().rposition(|(_, m)| m == marker) else {
+            return;
+        };
+        let Ok(mut arrived) = self.arrived.lock() else {
+            return;
+        };
+        for (started, _) in queue.drain(..=last) {
+            arrived.push((now, now.duration_since(started).as_secs_f64() * 1000.0));
+        }
+    }
+
+    /// Published states that never arrived (older than `grace`).
+    fn missing(&self, grace: Duration) -> usize {
+        self.pending.lock().map_or(0, |p| {
+            p.values()
+                .flatten()
+                .filter(|(started, _)| started.elapsed() > grace)
+                .count()
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct WsMetric {
+    id: String,
+    value: f64,
+}
+
+#[derive(Deserialize)]
+struct WsNode {
+    id: String,
+    #[serde(default)]
+    metrics: Vec<WsMetric>,
+}
+
+#[derive(Deserialize)]
+struct WsDiff {
+    #[serde(default)]
+    add: Option<Vec<WsNode>>,
+    #[serde(default)]
+    update: Option<Vec<WsNode>>,
+}
+
+/// Reads a view's websocket until `deadline`, telling the tracker what arrived.
+async fn follow(base: String, view: &'static str, tracker: Arc<Tracker>, deadline: Instant) {
+    use futures_util::StreamExt;
+    let url = format!("{}/api/topology/{view}/ws", base.replacen("http", "ws", 1));
+    // A fleet's processes view is tens of megabytes of JSON in one message, as a
+    // browser takes it; tungstenite's defaults stop at 16 MiB frames.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let Ok((mut socket, _)) =
+        tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false).await
+    else {
+        eprintln!("fleet: cannot open {url}");
+        return;
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(left, socket.next()).await else {
+            break;
+        };
+        let now = Instant::now();
+        let tokio_tungstenite::tungstenite::Message::Text(text) = msg else {
+            continue;
+        };
+        tracker.messages.fetch_add(1, Ordering::Relaxed);
+        tracker
+            .bytes
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
+        if let Ok(mut since) = tracker.since.lock() {
+            since.get_or_insert(now);
+        }
+        let Ok(diff) = serde_json::from_str::<WsDiff>(text.as_str()) else {
+            continue;
+        };
+        for node in diff.add.iter().chain(diff.update.iter()).flatten() {
+            let mut m: Marker = node
+                .metrics
+                .iter()
+                .map(|m| (m.id.clone(), m.value))
+                .collect();
+            m.sort_by(|a, b| a.0.cmp(&b.0));
+            tracker.seen(&node.id, &m, now);
+        }
+    }
+}
+
 struct Counters {
     published: AtomicU64,
     failed: AtomicU64,
@@ -125,6 +279,7 @@ async fn probe(
     start_offset: Duration,
     deadline: Instant,
     counters: Arc<Counters>,
+    trackers: [Arc<Tracker>; 2],
 ) {
     let client = reqwest::Client::new();
     let now = GoTime::now();
@@ -136,13 +291,38 @@ async fn probe(
     let probe_id = format!("{:x}", 0x5eed_0000_u64 + i as u64);
     let mut last_full: Option<Report> = None;
     let mut count = 0u64;
+    let mut last_markers: [Option<Marker>; 2] = [None, None];
     tokio::time::sleep(start_offset).await;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while Instant::now() < deadline {
         let scheduled = ticker.tick().await;
+        let started = Instant::now();
         let (body, full) = {
             let report = sim.next_report();
+            let [processes, hosts] = &trackers;
+            for (tracker, kind) in [
+                (hosts, TopologyKind::Host),
+                (processes, TopologyKind::Process),
+            ] {
+                let node = match kind {
+                    TopologyKind::Host => report[kind].nodes.iter().next(),
+                    _ => {
+                        let id = format!("{};1", sim.shape().hostname);
+                        report[kind].nodes.get_key_value(id.as_str())
+                    }
+                };
+                // A publish that leaves the node's values as they were cannot be seen
+                // arriving; only changes are waited for.
+                if let Some((id, node)) = node {
+                    let m = marker(node);
+                    let slot = usize::from(kind == TopologyKind::Process);
+                    if last_markers[slot].as_ref() != Some(&m) {
+                        last_markers[slot] = Some(m.clone());
+                        tracker.expect(id.to_string(), started, m);
+                    }
+                }
+            }
             let full = count.is_multiple_of(3) || last_full.is_none();
             let wire = match (&last_full, full) {
                 (Some(base), false) => report.delta_from(base),
@@ -152,13 +332,13 @@ async fn probe(
                 last_full = Some(report);
             }
             (
-                codec::encode(
+                codec::gzip_fast(&codec::encode(
                     &wire,
                     Encoding {
                         format: Format::Msgpack,
-                        gzip: true,
+                        gzip: false,
                     },
-                ),
+                )),
                 full,
             )
         };
@@ -189,6 +369,11 @@ async fn probe(
         }
     }
 }
+
+/// One look at the app's `/api/health`: seconds into the measurement, queued reports,
+/// how long the oldest had waited (ms), the last pass (ms) and how long its oldest
+/// report had waited (ms).
+type HealthSample = (f64, f64, f64, f64, f64);
 
 pub async fn fleet(args: FleetArgs) -> Result<()> {
     if args.probes == 0 {
@@ -231,6 +416,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         "fleet: {} probes publishing to {base} every {:?}",
         args.probes, args.interval
     );
+    let trackers: [Arc<Tracker>; 2] = Default::default();
     for i in 0..args.probes {
         let offset = args.interval.mul_f64(i as f64 / args.probes as f64);
         tokio::spawn(probe(
@@ -240,10 +426,16 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
             offset,
             deadline,
             counters.clone(),
+            trackers.clone(),
         ));
     }
     tokio::time::sleep(warmup).await;
     eprintln!("fleet: warmed up; measuring for {} s", args.seconds);
+    let followers: Vec<_> = ["processes", "hosts"]
+        .into_iter()
+        .zip(trackers.iter())
+        .map(|(view, t)| tokio::spawn(follow(base.clone(), view, t.clone(), deadline)))
+        .collect();
     let views = [
         ("processes", "/api/topology/processes"),
         ("hosts", "/api/topology/hosts"),
@@ -252,9 +444,13 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); views.len()];
     let app_pid = app_process.as_ref().and_then(|c| c.id());
     let cpu_start = app_pid.and_then(cpu_seconds);
+    let own_cpu_start = cpu_seconds(std::process::id());
     let measuring = Instant::now();
     let mut rss_peak: f64 = 0.0;
+    let mut rss_last: f64 = 0.0;
+    let mut health: Vec<HealthSample> = Vec::new();
     let mut nodes = 0;
+    let mut superseded = 0.0;
     while Instant::now() < deadline {
         for (k, (_, path)) in views.iter().enumerate() {
             let started = Instant::now();
@@ -274,10 +470,36 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
                 }
             }
         }
+        // The app's backlog: reports queued and not applied yet, and its last pass.
+        if let Ok(r) = client
+            .get(format!("{base}/api/health"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            && let Ok(body) = r.bytes().await
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        {
+            let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+            superseded = f("superseded_reports");
+            health.push((
+                measuring.elapsed().as_secs_f64(),
+                f("queued_reports"),
+                f("queued_ms"),
+                f("pass_ms"),
+                f("pass_lag_ms"),
+            ));
+        }
         if let Some(rss) = app_process.as_ref().and_then(|c| c.id()).and_then(rss_mib) {
             rss_peak = rss_peak.max(rss);
+            rss_last = rss;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let measured = measuring.elapsed().as_secs_f64();
+    let own_cpu_end = cpu_seconds(std::process::id());
+    let app_cpu_end = app_pid.and_then(cpu_seconds);
+    for f in followers {
+        let _ = f.await;
     }
     println!(
         "{:<16}{:>6}{:>12}{:>10}{:>10}",
@@ -304,14 +526,93 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         counters.failed.load(Ordering::Relaxed),
         counters.late.load(Ordering::Relaxed)
     );
-    if app_process.is_some() {
-        println!("app peak RSS: {rss_peak:.0} MiB");
-    }
-    if let (Some(start), Some(end)) = (cpu_start, app_pid.and_then(cpu_seconds)) {
+    println!(
+        "{:<16}{:>6}{:>12}{:>10}{:>10}{:>9}{:>10}{:>12}",
+        "change → ws", "n", "median ms", "p95 ms", "max ms", "missing", "messages", "MB received"
+    );
+    for (view, t) in ["processes", "hosts"].iter().zip(trackers.iter()) {
+        let arrived = t.arrived.lock().map(|a| a.clone()).unwrap_or_default();
+        let mut lat: Vec<f64> = arrived.iter().map(|(_, l)| *l).collect();
+        lat.sort_by(f64::total_cmp);
         println!(
-            "app CPU while measuring: {:.2} cores on average (of {} available to everything on the machine)",
-            (end - start) / measuring.elapsed().as_secs_f64(),
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            "{:<16}{:>6}{:>12.0}{:>10.0}{:>10.0}{:>9}{:>10}{:>12.1}",
+            view,
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.95),
+            lat.last().copied().unwrap_or(0.0),
+            t.missing(Duration::from_secs(5)),
+            t.messages.load(Ordering::Relaxed),
+            t.bytes.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        // Median per minute: a growing backlog shows as a rising trend.
+        let mut minutes: Vec<Vec<f64>> = Vec::new();
+        for (at, l) in &arrived {
+            let m = at.saturating_duration_since(measuring).as_secs() as usize / 60;
+            if minutes.len() <= m {
+                minutes.resize(m + 1, Vec::new());
+            }
+            minutes[m].push(*l);
+        }
+        if minutes.len() > 1 {
+            let medians: Vec<String> = minutes
+                .iter_mut()
+                .map(|m| {
+                    m.sort_by(f64::total_cmp);
+                    format!("{:.0}", percentile(m, 0.5))
+                })
+                .collect();
+            println!("  {view} median per minute (ms): {}", medians.join(", "));
+        }
+    }
+    if !health.is_empty() {
+        let stat = |f: &dyn Fn(&HealthSample) -> f64, part: &[HealthSample]| {
+            let mut v: Vec<f64> = part.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            (percentile(&v, 0.5), v.last().copied().unwrap_or(0.0))
+        };
+        let half = health.len() / 2;
+        for (label, part) in [
+            ("first half", &health[..half]),
+            ("second half", &health[half..]),
+        ] {
+            let (q, qmax) = stat(&|h| h.1, part);
+            let (age, agemax) = stat(&|h| h.2, part);
+            let (pass, passmax) = stat(&|h| h.3, part);
+            let (lag, lagmax) = stat(&|h| h.4, part);
+            println!(
+                "backlog, {label}: queued reports median {q:.0} (max {qmax:.0}), oldest waiting {age:.0} ms (max {agemax:.0}); pass {pass:.0} ms (max {passmax:.0}), its oldest report had waited {lag:.0} ms (max {lagmax:.0})"
+            );
+        }
+    }
+    if !health.is_empty() {
+        println!(
+            "reports the app dropped unapplied (a newer full report of the probe came first): {superseded:.0}"
+        );
+    }
+    if app_process.is_some() {
+        println!("app peak RSS: {rss_peak:.0} MiB (at the end: {rss_last:.0} MiB)");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let (Some(start), Some(end)) = (cpu_start, app_cpu_end) {
+        println!(
+            "app CPU while measuring: {:.2} cores on average (of {cores} available to everything on the machine)",
+            (end - start) / measured,
+        );
+    }
+    if let (Some(start), Some(end)) = (own_cpu_start, own_cpu_end) {
+        println!(
+            "simulator and clients (this process) CPU while measuring: {:.2} cores on average",
+            (end - start) / measured,
+        );
+    }
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "load average at the end: {}",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     Ok(())

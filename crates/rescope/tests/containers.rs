@@ -9,44 +9,16 @@
 //! and iproute2, and is skipped without them.
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const IMAGE: &str = "rescope-test/busybox:latest";
+mod common;
+use common::{IMAGE, Running, docker, docker_missing, ensure_image, free_port, get};
+
 /// Every container and network the test makes carries it, for cleaning up by hand.
 const LABEL: &str = "rescope-test=containers";
-
-fn docker(args: &[&str]) -> Option<String> {
-    let out = Command::new("docker").args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Makes the test image from the host's static busybox if it is missing. Commands
-/// run as `busybox <applet>`, so images made by other tests with fewer links do too.
-fn ensure_image() -> bool {
-    if docker(&["image", "inspect", IMAGE]).is_some() {
-        return true;
-    }
-    let Some(busybox) = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    else {
-        return false;
-    };
-    let script = format!(
-        "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp {busybox} $d/bin/busybox; \
-         for a in sh sleep httpd nc echo cat; do ln -s busybox $d/bin/$a; done; \
-         tar -C $d -c . | docker import - {IMAGE} >/dev/null; rm -rf $d"
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// A container removed when dropped.
 struct Container {
@@ -57,7 +29,7 @@ impl Container {
     fn run(name: &str, args: &[&str]) -> Self {
         let mut all = vec!["run", "-d", "--name", name, "--label", LABEL];
         all.extend_from_slice(args);
-        let id = docker(&all).unwrap_or_else(|| panic!("docker run {name}"));
+        let id = docker(&all).unwrap_or_else(|e| panic!("docker run {name}: {e}"));
         Container { id }
     }
 
@@ -74,34 +46,6 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = docker(&["rm", "-f", &self.id]);
     }
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn get(url: &str) -> Option<Value> {
-    let out = Command::new("curl")
-        .args(["-sf", "--max-time", "5", url])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
 }
 
 fn ip(args: &[&str]) -> bool {
@@ -259,11 +203,11 @@ fn has_edge(view: &Value, from: &str, to: &str) -> bool {
 
 #[test]
 fn container_connections_show_as_edges_between_containers() {
-    if docker(&["info", "--format", "{{.ServerVersion}}"]).is_none() {
-        println!("skipped: no Docker engine answers on this machine (CI starts dockerd)");
+    if let Some(why) = docker_missing() {
+        println!("skipped: no Docker engine answers on this machine (CI starts dockerd): {why}");
         return;
     }
-    assert!(ensure_image(), "cannot build the busybox test image");
+    ensure_image().expect("the busybox test image");
     let tag = std::process::id();
     let loopback_port = free_port();
     let public_port = free_port();

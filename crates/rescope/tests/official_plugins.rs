@@ -7,17 +7,11 @@
 //! `cargo build -p rescope-iowait -p rescope-volume-count`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{IMAGE, Running, docker, docker_missing, ensure_image, free_port, get};
 
 /// A plugins root of its own, removed at the end.
 struct TempRoot(PathBuf);
@@ -49,25 +43,6 @@ fn plugin_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn get(url: &str) -> Option<serde_json::Value> {
-    let out = Command::new("curl")
-        .args(["-sf", "--max-time", "5", url])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
 }
 
 /// POSTs with an empty body; the status code and body.
@@ -262,46 +237,6 @@ fn iowait_shows_in_host_details_and_its_control_switches_it_to_idle() {
     );
 }
 
-const IMAGE: &str = "rescope-test/busybox:latest";
-
-fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Makes the test image from the host's static busybox if it is missing.
-fn ensure_image() -> Result<(), String> {
-    if docker(&["image", "inspect", IMAGE]).is_ok() {
-        return Ok(());
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or("no static busybox on this machine (apt-get install busybox-static)")?;
-    let script = format!(
-        "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp {busybox} $d/bin/busybox; \
-         for a in sh sleep; do ln -s busybox $d/bin/$a; done; \
-         tar -C $d -c . | docker import - {IMAGE} >/dev/null; rm -rf $d"
-    );
-    let ok = Command::new("sh")
-        .args(["-c", &script])
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(())
-        .ok_or_else(|| "docker import failed".to_string())
-}
-
 struct Container(String);
 
 impl Drop for Container {
@@ -313,7 +248,7 @@ impl Drop for Container {
 #[test]
 fn volume_count_shows_in_container_details() {
     let binary = plugin_binary("rescope-volume-count");
-    if let Err(e) = docker(&["info", "--format", "{{.ServerVersion}}"]) {
+    if let Some(e) = docker_missing() {
         println!("skipped: no Docker engine answers on this machine (CI starts dockerd): {e}");
         return;
     }

@@ -5,9 +5,8 @@
 //! the certificate is refused and says why; plain HTTP to the HTTPS port fails
 //! without hurting the app.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,25 +14,11 @@ use rescope_probe::tls::ClientTls;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+mod common;
+use common::{Running, free_port};
+
 const API_TOKEN: &str = "api-secret-7f3";
 const PROBE_TOKEN: &str = "probe-secret-91c";
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 fn rescope(args: &[&str], log: &Path) -> Running {
     let log = std::fs::File::create(log).expect("log file");

@@ -438,7 +438,7 @@ impl<'de> Deserialize<'de> for Node {
                         "latest" => node.latest = map.next_value()?,
                         "metrics" => node.metrics = map.next_value()?,
                         "parents" => node.parents = map.next_value()?,
-                        "children" => node.children = map.next_value::<Children>()?.0,
+                        "children" => node.children = map.next_value::<Children>()?.0.into(),
                         "latestControls" => legacy_controls = Some(map.next_value()?),
                         "counters" => counters = map.next_value::<Option<_>>()?,
                         _ => {

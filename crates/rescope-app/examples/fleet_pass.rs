@@ -1,0 +1,139 @@
+//! What one pass of the app's rendering thread costs at fleet scale, on one thread and
+//! without HTTP: a third of the hosts publish (one second of a fleet publishing every
+//! 3 s), their reports are applied to the store, the views are brought up to date,
+//! and the processes and hosts summaries of the changed nodes are made again.
+//!
+//! `cargo run --release -p rescope-app --example fleet_pass -- 100 10`
+//! (hosts, passes). Times are the thread's CPU time, so a busy machine does not
+//! inflate them.
+
+use std::time::Duration;
+
+use rescope_app::collector::{ReportKind, classify};
+use rescope_app::store::Store;
+use rescope_render::live::LiveViews;
+use rescope_report::synthetic::{HostShape, HostSimulator, fleet_seed};
+use rescope_report::{GoTime, Report};
+
+/// CPU time of this thread so far.
+fn cpu() -> Duration {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    Duration::from_nanos(
+        s.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let hosts = args.first().copied().unwrap_or(20);
+    let passes = args.get(1).copied().unwrap_or(6);
+    let now = GoTime::now();
+    let mut sims: Vec<HostSimulator> = (0..hosts)
+        .map(|i| HostSimulator::new(HostShape::fleet_member(i), fleet_seed(7, i), now))
+        .collect();
+    let mut last_full: Vec<Option<Report>> = vec![None; hosts];
+    let mut count = vec![0u64; hosts];
+    let mut store = Store::new(Duration::from_secs(15));
+    let mut live = LiveViews::new(now);
+    live.set_clock(cpu);
+    let mut publish = |i: usize, store: &mut Store| {
+        let report = sims[i].next_report();
+        let full = count[i].is_multiple_of(3) || last_full[i].is_none();
+        let wire = match (&last_full[i], full) {
+            (Some(base), false) => report.delta_from(base),
+            _ => report.clone(),
+        };
+        if full {
+            last_full[i] = Some(report);
+        }
+        count[i] += 1;
+        let kind = classify(&wire);
+        debug_assert!(kind != ReportKind::Shortcut);
+        let t = cpu();
+        store.apply(&format!("probe-{i}"), kind, wire);
+        cpu() - t
+    };
+    let t = cpu();
+    for i in 0..hosts {
+        publish(i, &mut store);
+    }
+    let changes = store.take_changes();
+    live.update(store.report(), &changes);
+    println!(
+        "{hosts} hosts: {} nodes; first render {:.0} ms; RSS {:.0} MiB",
+        store.node_count(),
+        ms(cpu() - t),
+        rss_mib()
+    );
+    let batch = hosts.div_ceil(3);
+    for pass in 0..passes {
+        let mut apply = Duration::ZERO;
+        for k in 0..batch {
+            apply += publish((pass * batch + k) % hosts, &mut store);
+        }
+        let t = cpu();
+        let changes = store.take_changes();
+        let take = cpu() - t;
+        let changed: usize = changes.nodes.iter().map(|s| s.len()).sum();
+        let stamped: usize = changes.stamped.iter().map(|s| s.len()).sum();
+        let t = cpu();
+        let views = live.update(store.report(), &changes);
+        let update = cpu() - t;
+        let measured: usize = changes.measured.iter().map(|s| s.len()).sum();
+        let t = cpu();
+        let report = store.report();
+        let mut bytes = 0;
+        let mut summarised = 0;
+        for view in ["processes", "hosts"] {
+            let (Some(c), Some(r)) = (views.get(view), live.view(view)) else {
+                continue;
+            };
+            for id in c.ids() {
+                if let Some(n) = r.nodes.get(id)
+                    && let Some(s) = rescope_render::summary::summarize(n, report, false)
+                {
+                    bytes += serde_json::to_vec(&s).map_or(0, |b| b.len());
+                    summarised += 1;
+                }
+            }
+        }
+        let summaries = cpu() - t;
+        let steps: Vec<String> = live
+            .timings()
+            .iter()
+            .map(|(name, d)| format!("{name} {:.0}", ms(*d)))
+            .collect();
+        println!(
+            "pass {pass}: {batch} reports applied {:.0} ms, merge fields {:.0} ms ({changed} nodes changed: {measured} in metrics only, {stamped} in times only); views {:.0} ms [{}]; {summarised} summaries {:.0} ms ({} kB); RSS {:.0} MiB",
+            ms(apply),
+            ms(take),
+            ms(update),
+            steps.join(", "),
+            ms(summaries),
+            bytes / 1024,
+            rss_mib()
+        );
+    }
+}
