@@ -18,6 +18,8 @@
 //!   how the UI shows them;
 //! - [`ControlReply`] answers a control with a value, an error, or a shortcut report
 //!   that shows the change at once;
+//! - [`every`] repeats slow work (sampling, asking the Docker engine) in the
+//!   background, so `report` only reads what it left behind;
 //! - [`client::PluginClient`] talks to a plugin the way the probe does, for tests.
 //!
 //! # A reporter and controller plugin
@@ -108,6 +110,7 @@
 //!   | rescope report validate --plugin-id uptime -
 //! ```
 
+mod background;
 pub mod client;
 mod control;
 mod report;
@@ -116,6 +119,7 @@ mod socket;
 mod spec;
 mod template;
 
+pub use background::{Repeating, every};
 pub use control::ControlReply;
 pub use report::{NodeBuilder, ReportBuilder, TopologyBuilder};
 pub use server::{BoundPlugin, Plugin, PluginError, PluginServer, ServeError, shutdown_signal};

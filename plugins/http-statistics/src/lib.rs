@@ -289,18 +289,9 @@ pub async fn run(
     }
     let bound = server.bind()?;
     info!(socket = %bound.socket_path().display(), "serving");
-    let ticker = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(config.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            let s = sampler.clone();
-            let _ = tokio::task::spawn_blocking(move || s.sample()).await;
-        }
-    });
+    let sampling = rescope_plugin::every(config.interval, move || sampler.sample());
     let served = bound.serve_until(shutdown).await;
-    ticker.abort();
+    sampling.stop();
     served
 }
 

@@ -228,18 +228,9 @@ pub async fn run(
         server = server.socket_path(path);
     }
     let bound = server.bind()?;
-    let ticker = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(config.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            let s = sampler.clone();
-            let _ = tokio::task::spawn_blocking(move || s.sample()).await;
-        }
-    });
+    let sampling = rescope_plugin::every(config.interval, move || sampler.sample());
     let served = bound.serve_until(shutdown).await;
-    ticker.abort();
+    sampling.stop();
     served
 }
 
