@@ -8,11 +8,11 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{Running, free_port};
+use common::{Running, expect_pipe_closed, free_port, read_pipe_until};
 
 fn rescope(args: &[&str]) -> Running {
     Running(
@@ -172,24 +172,11 @@ async fn a_host_terminal_opens_runs_a_command_resizes_and_closes() {
         .expect("the browser end connects");
 
     let mut seen = String::new();
-    let mut read_until = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, want: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !seen.contains(want) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, ws.next()).await {
-                Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
-                Ok(Some(Ok(_))) => {}
-                other => {
-                    panic!("terminal ended before {want:?} appeared ({other:?}); saw {seen:?}")
-                }
-            }
-        }
-    };
     // The shell computes the value, so seeing it proves the command ran.
     ws.send(Message::Binary("echo rescope-$((6*7))\n".into()))
         .await
         .expect("send");
-    read_until(&mut ws, "rescope-42").await;
+    read_pipe_until(&mut ws, &mut seen, "rescope-42").await;
 
     let resize = http
         .post(format!(
@@ -204,13 +191,13 @@ async fn a_host_terminal_opens_runs_a_command_resizes_and_closes() {
     ws.send(Message::Binary("stty size\n".into()))
         .await
         .expect("send");
-    read_until(&mut ws, "41 123").await;
+    read_pipe_until(&mut ws, &mut seen, "41 123").await;
 
     // The shell's pid, to check the probe kills it when the browser closes the pipe.
     ws.send(Message::Binary("echo P2D=$$ E$((2+2))ND\n".into()))
         .await
         .expect("send");
-    read_until(&mut ws, "E4ND").await;
+    read_pipe_until(&mut ws, &mut seen, "E4ND").await;
     let pid: u32 = seen
         .rsplit("P2D=")
         .next()
@@ -271,15 +258,7 @@ async fn exiting_the_shell_closes_the_browser_end() {
     ws.send(Message::Binary("exit\n".into()))
         .await
         .expect("send");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
-            Ok(Some(Ok(_))) => continue,
-            Err(_) => panic!("the browser end stayed open after the shell exited"),
-        }
-    }
+    expect_pipe_closed(&mut ws).await;
     // The app now answers 404 for the pipe: it is closed for good.
     let check = http
         .get(format!("{base}/api/pipe/{pipe}/check"))
@@ -365,26 +344,9 @@ async fn launch_opens_a_host_terminal_without_a_websocket_to_itself() {
     ws.send(Message::Binary("echo launch-$((5*5))\n".into()))
         .await
         .expect("send");
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !seen.contains("launch-25") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("terminal ended ({other:?}); saw {seen:?}"),
-        }
-    }
+    read_pipe_until(&mut ws, &mut String::new(), "launch-25").await;
     ws.send(Message::Binary("exit\n".into()))
         .await
         .expect("send");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
-            Ok(Some(Ok(_))) => continue,
-            Err(_) => panic!("the browser end stayed open after the shell exited"),
-        }
-    }
+    expect_pipe_closed(&mut ws).await;
 }

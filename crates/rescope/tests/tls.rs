@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use rescope_probe::tls::ClientTls;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 mod common;
-use common::{Running, free_port};
+use common::{Running, free_port, read_pipe_until};
 
 const API_TOKEN: &str = "api-secret-7f3";
 const PROBE_TOKEN: &str = "probe-secret-91c";
@@ -238,16 +238,7 @@ async fn an_https_app_with_a_token_serves_a_probe_that_trusts_its_certificate() 
     ws.send(Message::Binary("echo over-tls-$((6*7))\n".into()))
         .await
         .expect("send");
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !seen.contains("over-tls-42") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, ws.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("terminal ended before the echo ({other:?}); saw {seen:?}"),
-        }
-    }
+    read_pipe_until(&mut ws, &mut String::new(), "over-tls-42").await;
     let _ = http
         .delete(format!("{base}/api/pipe/{pipe}"))
         .bearer_auth(API_TOKEN)

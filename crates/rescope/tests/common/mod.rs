@@ -89,3 +89,56 @@ pub fn ensure_image() -> Result<(), String> {
     ok.then_some(())
         .ok_or_else(|| "docker import failed".to_string())
 }
+
+/// A pipe's websocket as the browser holds it (`/api/pipe/{id}`), plain or TLS.
+pub trait PipeSocket:
+    futures_util::Stream<
+        Item = Result<
+            tokio_tungstenite::tungstenite::Message,
+            tokio_tungstenite::tungstenite::Error,
+        >,
+    > + Unpin
+{
+}
+
+impl<S> PipeSocket for S where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin
+{
+}
+
+/// Appends the pipe's output to `seen` until it contains `want`. Panics, showing what
+/// was seen, if the pipe ends first or 15 s pass.
+pub async fn read_pipe_until(ws: &mut impl PipeSocket, seen: &mut String, want: &str) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !seen.contains(want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the pipe ended before {want:?} appeared ({other:?}); saw {seen:?}"),
+        }
+    }
+}
+
+/// Waits for the app to close the pipe's websocket, skipping any output. Panics if
+/// it is still open after 15 s.
+pub async fn expect_pipe_closed(ws: &mut impl PipeSocket) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(_))) | None | Some(Err(_))) => return,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the browser end of the pipe stayed open"),
+        }
+    }
+}
