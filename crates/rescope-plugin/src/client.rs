@@ -33,6 +33,49 @@ pub enum ClientError {
     Decode(String),
 }
 
+/// Why [`wait_until_serving`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum NotServing {
+    #[error("the plugin exited ({0}) before accepting connections")]
+    Exited(std::process::ExitStatus),
+    #[error("nothing accepted connections on {path} within {waited:?}: {last}")]
+    TimedOut {
+        path: PathBuf,
+        waited: Duration,
+        #[source]
+        last: std::io::Error,
+    },
+}
+
+/// Waits until something accepts connections on `socket`, for a test that has just
+/// started a plugin's binary. Give the plugin's process as `child` to stop waiting as
+/// soon as it exits (a bad flag, a socket it may not create) instead of at the
+/// deadline. Blocks the calling thread, trying every 20 ms.
+pub fn wait_until_serving(
+    socket: &Path,
+    mut child: Option<&mut std::process::Child>,
+    timeout: Duration,
+) -> Result<(), NotServing> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let last = match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if let Some(Ok(Some(status))) = child.as_deref_mut().map(std::process::Child::try_wait) {
+            return Err(NotServing::Exited(status));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(NotServing::TimedOut {
+                path: socket.to_path_buf(),
+                waited: timeout,
+                last,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A plugin's answer to `GET /report`, decoded and checked.
 #[derive(Debug, Clone)]
 pub struct ReportAnswer {
@@ -212,4 +255,30 @@ async fn exchange(
         });
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_for_a_socket_ends_when_it_listens_the_child_exits_or_time_runs_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("p.sock");
+
+        let err = wait_until_serving(&socket, None, Duration::from_millis(50))
+            .expect_err("nothing listens yet");
+        assert!(matches!(err, NotServing::TimedOut { .. }), "{err}");
+        assert!(err.to_string().contains("p.sock"), "{err}");
+
+        let mut child = std::process::Command::new("false")
+            .spawn()
+            .expect("runs false");
+        let err = wait_until_serving(&socket, Some(&mut child), Duration::from_secs(30))
+            .expect_err("the child exits without listening");
+        assert!(matches!(err, NotServing::Exited(s) if !s.success()), "{err}");
+
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+        wait_until_serving(&socket, None, Duration::from_secs(30)).expect("listening");
+    }
 }

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rescope_plugin::TopologyKind;
-use rescope_plugin::client::{ClientError, PluginClient};
+use rescope_plugin::client::{ClientError, PluginClient, wait_until_serving};
 use rescope_plugin::model::Report;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -28,7 +28,7 @@ fn copy_stat(proc_root: &Path, fixture: &str) {
 }
 
 fn start(plugins_root: &Path, proc_root: &Path) -> Plugin {
-    let child = Command::new(env!("CARGO_BIN_EXE_rescope-iowait"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rescope-iowait"))
         .arg("--plugins-root")
         .arg(plugins_root)
         .arg("--proc-root")
@@ -39,13 +39,8 @@ fn start(plugins_root: &Path, proc_root: &Path) -> Plugin {
         .spawn()
         .expect("starts");
     let socket = plugins_root.join("iowait/iowait.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the plugin never answered on its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    if let Err(e) = wait_until_serving(&socket, Some(&mut child), Duration::from_secs(10)) {
+        panic!("{e}");
     }
     Plugin { child, socket }
 }

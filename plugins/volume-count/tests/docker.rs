@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rescope_plugin::TopologyKind;
-use rescope_plugin::client::PluginClient;
+use rescope_plugin::client::{PluginClient, wait_until_serving};
 
 const IMAGE: &str = "rescope-test/busybox:latest";
 
@@ -25,7 +25,7 @@ impl Drop for Plugin {
 
 fn start(plugins_root: &Path, docker_host: &str, log: &Path) -> Plugin {
     let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_rescope-volume-count"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rescope-volume-count"))
         .arg("--plugins-root")
         .arg(plugins_root)
         .args(["--docker-host", docker_host, "--interval-ms", "200"])
@@ -34,13 +34,8 @@ fn start(plugins_root: &Path, docker_host: &str, log: &Path) -> Plugin {
         .spawn()
         .expect("starts");
     let socket = plugins_root.join("volume-count/volume-count.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the plugin never answered on its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    if let Err(e) = wait_until_serving(&socket, Some(&mut child), Duration::from_secs(10)) {
+        panic!("{e}");
     }
     Plugin { child, socket }
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rescope_plugin::TopologyKind;
+use rescope_plugin::client::wait_until_serving;
 use rescope_plugin::model::Report;
 
 pub const HOST: &str = "http-stats-test";
@@ -73,20 +74,11 @@ impl PluginProcess {
             .stderr(std::fs::File::create(&log).expect("log file"));
         let mut child = wrap(cmd).spawn().expect("the plugin starts");
         let socket = plugins.join("http-statistics/http-statistics.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the plugin exited ({status}) before serving:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the plugin never answered on its socket:\n{}",
+        if let Err(e) = wait_until_serving(&socket, Some(&mut child), Duration::from_secs(20)) {
+            panic!(
+                "{e}; its log:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
-            std::thread::sleep(Duration::from_millis(20));
         }
         PluginProcess {
             child,
