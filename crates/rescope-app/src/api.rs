@@ -262,7 +262,35 @@ async fn node_details(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let body = rendered(&s, Work::Node(view, node, query)).await?;
+    let body = match body {
+        Some(body) if s.config.read_only => Some(without_controls(&body)?),
+        other => other,
+    };
     Ok(body.map_or_else(not_found, json_body))
+}
+
+/// Node details with no control buttons, for a read-only app: the node's own
+/// controls and those of its children's rows go.
+fn without_controls(body: &[u8]) -> Result<Bytes, ApiError> {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(controls) = map.get_mut("controls") {
+                    *controls = serde_json::Value::Array(Vec::new());
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let internal =
+        |e: serde_json::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let mut details: serde_json::Value = serde_json::from_slice(body).map_err(internal)?;
+    strip(&mut details);
+    serde_json::to_vec(&details)
+        .map(Bytes::from)
+        .map_err(internal)
 }
 
 async fn get_report(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -414,6 +442,14 @@ async fn control(
     Path((probe, node, control)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if s.config.read_only {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{control} is refused: this app is read-only (--read-only turns every control off)"
+            ),
+        ));
+    }
     if crate::controls::runs_commands(&control)
         && s.config.exposed_without_auth()
         && !s.config.allow_remote_exec

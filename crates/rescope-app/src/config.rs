@@ -35,6 +35,9 @@ pub struct AppConfig {
     /// Allow controls that run commands (shells, exec, attach) even though the app is
     /// reachable from other machines without authentication.
     pub allow_remote_exec: bool,
+    /// Refuse every control (container actions, shells, plugin controls) and leave
+    /// them out of node details, whoever asks.
+    pub read_only: bool,
     /// This app's random ID (probes deduplicate apps by it).
     pub app_id: String,
     pub hostname: String,
@@ -53,6 +56,7 @@ impl AppConfig {
             max_body_bytes: 64 << 20,
             max_report_bytes: 512 << 20,
             allow_remote_exec: false,
+            read_only: false,
             app_id: format!("{:x}", rand::random::<u64>() >> 1),
             hostname: String::new(),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -756,3 +756,51 @@ async fn a_probes_newer_shortcut_replaces_its_plugins_host_controls() {
     let state = host_changed(&app, &state).await;
     assert_eq!(state, owned("h1b", &["host_exec", "tc~off"]));
 }
+
+#[tokio::test]
+async fn a_read_only_app_shows_no_controls_and_refuses_them_all() {
+    let app = start(|c| c.read_only = true).await;
+    let _probe = fake_probe(&app, "wsprobe").await;
+    let r = publish(
+        &app,
+        fixture("published/load-full.msgpack.gz"),
+        "application/msgpack",
+        true,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    // The same report shows host_exec on this host in a normal app (first test).
+    let (status, details) = get_json(&app, "/api/topology/hosts/vm%3B%3Chost%3E").await;
+    assert_eq!(status, 200);
+    assert_eq!(details["node"]["controls"], Value::Array(vec![]), "{details}");
+    assert_eq!(details["node"]["label"], "vm", "the rest is still there");
+    let (_, containers) = get_json(&app, "/api/topology/containers").await;
+    let container = containers["nodes"]
+        .as_object()
+        .and_then(|n| n.keys().find(|k| k.ends_with(";<container>")).cloned())
+        .expect("the report has containers");
+    let (_, details) = get_json(
+        &app,
+        &format!(
+            "/api/topology/containers/{}",
+            container.replace(';', "%3B").replace('<', "%3C").replace('>', "%3E")
+        ),
+    )
+    .await;
+    assert_eq!(details["node"]["controls"], Value::Array(vec![]), "{details}");
+
+    for control in ["docker_stop_container", "host_exec", "iowait~switch"] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/control/wsprobe/node1/{control}", app.base))
+            .send()
+            .await
+            .expect("req");
+        assert_eq!(r.status(), 403, "{control}");
+        let message = r.json::<Value>().await.expect("json");
+        assert!(
+            message.as_str().is_some_and(|m| m.contains("read-only")),
+            "{message}"
+        );
+    }
+}

@@ -276,7 +276,10 @@ mod tests {
             .expect("runs false");
         let err = wait_until_serving(&socket, Some(&mut child), Duration::from_secs(30))
             .expect_err("the child exits without listening");
-        assert!(matches!(err, NotServing::Exited(s) if !s.success()), "{err}");
+        assert!(
+            matches!(err, NotServing::Exited(s) if !s.success()),
+            "{err}"
+        );
 
         let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
         wait_until_serving(&socket, None, Duration::from_secs(30)).expect("listening");

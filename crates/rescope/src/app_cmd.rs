@@ -98,6 +98,12 @@ pub struct AppArgs {
     #[arg(long = "allow-remote-exec", env = "RESCOPE_ALLOW_REMOTE_EXEC")]
     pub allow_remote_exec: bool,
 
+    /// Turn every control off (container actions, shells, plugin controls): the app
+    /// refuses them and node details show none. With `launch`, the built-in probe
+    /// offers none either.
+    #[arg(long = "read-only", env = "RESCOPE_READ_ONLY", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub read_only: bool,
+
     /// Accepted for compatibility with Scope's flag; Rescope does not drop large
     /// topologies.
     #[arg(
@@ -161,6 +167,7 @@ impl AppArgs {
         }
         config.probe_token = self.probe_token.filter(|t| !t.is_empty()).map(Secret);
         config.allow_remote_exec = self.allow_remote_exec;
+        config.read_only = self.read_only;
         Ok(config)
     }
 }

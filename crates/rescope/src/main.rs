@@ -63,7 +63,8 @@ fn run_daemon(command: cli::Command) -> Result<()> {
             cli::Command::Launch(args) => {
                 let args = *args;
                 let app = args.app.into_config()?;
-                let probe = args.probe.into_config(Vec::new())?;
+                let mut probe = args.probe.into_config(Vec::new())?;
+                probe.no_controls |= app.read_only;
                 launch_cmd::run(app, probe, shutdown).await
             }
             cli::Command::App(args) => {
