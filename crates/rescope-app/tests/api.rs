@@ -773,7 +773,11 @@ async fn a_read_only_app_shows_no_controls_and_refuses_them_all() {
     // The same report shows host_exec on this host in a normal app (first test).
     let (status, details) = get_json(&app, "/api/topology/hosts/vm%3B%3Chost%3E").await;
     assert_eq!(status, 200);
-    assert_eq!(details["node"]["controls"], Value::Array(vec![]), "{details}");
+    assert_eq!(
+        details["node"]["controls"],
+        Value::Array(vec![]),
+        "{details}"
+    );
     assert_eq!(details["node"]["label"], "vm", "the rest is still there");
     let (_, containers) = get_json(&app, "/api/topology/containers").await;
     let container = containers["nodes"]
@@ -784,11 +788,18 @@ async fn a_read_only_app_shows_no_controls_and_refuses_them_all() {
         &app,
         &format!(
             "/api/topology/containers/{}",
-            container.replace(';', "%3B").replace('<', "%3C").replace('>', "%3E")
+            container
+                .replace(';', "%3B")
+                .replace('<', "%3C")
+                .replace('>', "%3E")
         ),
     )
     .await;
-    assert_eq!(details["node"]["controls"], Value::Array(vec![]), "{details}");
+    assert_eq!(
+        details["node"]["controls"],
+        Value::Array(vec![]),
+        "{details}"
+    );
 
     for control in ["docker_stop_container", "host_exec", "iowait~switch"] {
         let r = reqwest::Client::new()

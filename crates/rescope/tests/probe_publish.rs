@@ -304,6 +304,53 @@ async fn no_controls_means_no_terminal_and_no_control_definitions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_read_only_offers_no_controls_and_refuses_a_terminal() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _launch = rescope(&[
+        "launch",
+        "--listen",
+        &listen,
+        "--hostname",
+        "readonly",
+        "--docker=false",
+        "--read-only",
+    ]);
+    let base = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let report = wait_for(&http, &format!("{base}/api/report"), "a host", |r| {
+        r["Host"]["nodes"]["readonly;<host>"]
+            .is_object()
+            .then(|| r.clone())
+    })
+    .await;
+    // The built-in probe offers nothing, so even the raw report has no controls.
+    let controls = report["Host"]["controls"].as_object().map(|c| c.len());
+    assert!(
+        matches!(controls, None | Some(0)),
+        "{}",
+        report["Host"]["controls"]
+    );
+    let probe_id = wait_for(&http, &format!("{base}/api/probes"), "the probe", |v| {
+        v.as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let response = http
+        .post(format!(
+            "{base}/api/control/{probe_id}/readonly%3B%3Chost%3E/host_exec"
+        ))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 403);
+    let message: serde_json::Value = response.json().await.expect("json");
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("read-only")),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_opens_a_host_terminal_without_a_websocket_to_itself() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
