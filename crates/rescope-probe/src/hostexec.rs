@@ -41,35 +41,75 @@ pub struct ShellCommand {
 }
 
 impl ShellCommand {
-    /// Root's login shell from `/etc/passwd` (default `/bin/sh`), wrapped in `nsenter`
-    /// when the probe is not in the host's mount namespace.
+    /// Root's login shell (default `/bin/sh`). When the probe is not in the host's
+    /// mount namespace, the shell is wrapped in `nsenter` into the namespaces of a
+    /// host process (see [`host_namespace_pid`]) and taken from the host's
+    /// `/etc/passwd`.
     pub fn for_host(proc_root: &Path) -> Self {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let (shell, home) = root_shell(&passwd);
-        let containerised = match (
-            std::fs::read_link(proc_root.join("self/ns/mnt")),
-            std::fs::read_link(proc_root.join("1/ns/mnt")),
-        ) {
-            (Ok(mine), Ok(init)) => mine != init,
-            _ => false,
-        };
-        if containerised {
-            ShellCommand {
-                program: "nsenter".into(),
-                args: ["-t1", "-m", "-u", "-i", "-n", "-p", "--", &shell, "-l"]
+        match host_namespace_pid(proc_root) {
+            Some(target) => {
+                let passwd =
+                    std::fs::read_to_string(proc_root.join(format!("{target}/root/etc/passwd")))
+                        .or_else(|_| std::fs::read_to_string("/etc/passwd"))
+                        .unwrap_or_default();
+                let (shell, home) = root_shell(&passwd);
+                let target = target.to_string();
+                ShellCommand {
+                    program: "nsenter".into(),
+                    args: [
+                        "-t", &target, "-m", "-u", "-i", "-n", "-p", "--", &shell, "-l",
+                    ]
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
-                home,
+                    home,
+                }
             }
-        } else {
-            ShellCommand {
-                program: shell,
-                args: vec!["-l".into()],
-                home,
+            None => {
+                let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+                let (shell, home) = root_shell(&passwd);
+                ShellCommand {
+                    program: shell,
+                    args: vec!["-l".into()],
+                    home,
+                }
             }
         }
     }
+}
+
+/// A process in the host's namespaces, when the probe's mount namespace is not the
+/// host's (it runs in a container with the host's PID namespace): PID 1 when its
+/// namespace links can be read; otherwise (an init that hides them, or a security
+/// profile that denies reading them) the nearest ancestor of the probe in another
+/// mount namespace, which is the container runtime's shim. `None` when the probe
+/// shares the host's mount namespace, or nothing better is found.
+pub fn host_namespace_pid(proc_root: &Path) -> Option<u32> {
+    let mount_ns = |pid: &str| std::fs::read_link(proc_root.join(pid).join("ns/mnt")).ok();
+    let mine = mount_ns("self")?;
+    if let Some(init) = mount_ns("1") {
+        return (init != mine).then_some(1);
+    }
+    let mut pid = "self".to_string();
+    // A bound on the walk, in case a made-up /proc has a loop.
+    for _ in 0..64 {
+        let stat = std::fs::read_to_string(proc_root.join(&pid).join("stat")).ok()?;
+        let parent: u32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        if parent <= 1 {
+            return None;
+        }
+        pid = parent.to_string();
+        if mount_ns(&pid).is_some_and(|ns| ns != mine) {
+            return Some(parent);
+        }
+    }
+    None
 }
 
 /// Root's shell and home directory from the text of `/etc/passwd`.
@@ -184,6 +224,47 @@ impl tokio::io::AsyncWrite for SharedWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A made-up `/proc`: each entry is (pid or "self", mount namespace link or
+    /// `None` for an unreadable one, parent pid).
+    fn fake_proc(entries: &[(&str, Option<&str>, u32)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        for (pid, ns, parent) in entries {
+            let dir = root.path().join(pid);
+            std::fs::create_dir_all(dir.join("ns")).expect("mkdir");
+            if let Some(ns) = ns {
+                std::os::unix::fs::symlink(ns, dir.join("ns/mnt")).expect("symlink");
+            }
+            let stat = format!("{pid} (some (odd) name) S {parent} 1 1 0 -1");
+            std::fs::write(dir.join("stat"), stat).expect("stat");
+        }
+        root
+    }
+
+    #[test]
+    fn the_host_namespaces_come_from_pid_1_or_the_nearest_ancestor_outside_ours() {
+        // On the host: PID 1 shares our mount namespace.
+        let proc = fake_proc(&[("self", Some("mnt:[7]"), 40), ("1", Some("mnt:[7]"), 0)]);
+        assert_eq!(host_namespace_pid(proc.path()), None);
+        // In a container, PID 1 readable: it is the host.
+        let proc = fake_proc(&[("self", Some("mnt:[9]"), 40), ("1", Some("mnt:[7]"), 0)]);
+        assert_eq!(host_namespace_pid(proc.path()), Some(1));
+        // PID 1 unreadable: walk up past our own namespace to the shim.
+        let proc = fake_proc(&[
+            ("self", Some("mnt:[9]"), 50),
+            ("1", None, 0),
+            ("50", Some("mnt:[9]"), 40),
+            ("40", Some("mnt:[7]"), 1),
+        ]);
+        assert_eq!(host_namespace_pid(proc.path()), Some(40));
+        // PID 1 unreadable and every ancestor shares our namespace: the host itself.
+        let proc = fake_proc(&[
+            ("self", Some("mnt:[7]"), 50),
+            ("1", None, 0),
+            ("50", Some("mnt:[7]"), 1),
+        ]);
+        assert_eq!(host_namespace_pid(proc.path()), None);
+    }
 
     #[test]
     fn roots_shell_comes_from_passwd() {

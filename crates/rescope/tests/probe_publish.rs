@@ -397,3 +397,115 @@ async fn launch_opens_a_host_terminal_without_a_websocket_to_itself() {
         .expect("send");
     expect_pipe_closed(&mut ws).await;
 }
+
+/// `scripts/build-image.sh` packages this build; the probe then runs in a container
+/// the way docs/deploy.md says, and must see the host's processes and open a shell in
+/// the host's namespaces, not the container's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_image_probes_the_host_and_opens_a_host_shell() {
+    if let Some(why) = common::docker_missing() {
+        eprintln!("SKIP: no Docker engine ({why}); the image test needs one");
+        return;
+    }
+    let tag = format!("rescope-test/rescope:test-{}", std::process::id());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-image.sh");
+    let built = Command::new(script)
+        .args(["--binary", env!("CARGO_BIN_EXE_rescope"), "--tag", &tag])
+        .output()
+        .expect("runs build-image.sh");
+    assert!(
+        built.status.success(),
+        "build-image.sh failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = common::docker(&["rm", "-f", &self.0]);
+            let _ = common::docker(&["rmi", "-f", &self.1]);
+        }
+    }
+    let name = format!("rescope-image-test-{}", std::process::id());
+    let _cleanup = Cleanup(name.clone(), tag.clone());
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _app = rescope(&["app", "--listen", &listen]);
+    let base = format!("http://{listen}");
+    let run = common::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--pid=host",
+        "--net=host",
+        "--uts=host",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--cap-add",
+        "SYS_PTRACE",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "DAC_READ_SEARCH",
+        "-v",
+        "/sys/kernel/tracing:/sys/kernel/tracing",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        &tag,
+        "probe",
+        &base,
+    ]);
+    run.unwrap_or_else(|e| panic!("the probe container did not start: {e}"));
+
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string();
+    let me = std::process::id();
+    let http = reqwest::Client::new();
+    let logs = || common::docker(&["logs", &name]).unwrap_or_else(|e| e);
+    let node = wait_for(
+        &http,
+        &format!("{base}/api/topology/processes?unconnected=show"),
+        "this test's own process, seen from the container",
+        |v| v["nodes"].get(format!("{host};{me}")).cloned(),
+    )
+    .await;
+    assert_eq!(node["labelMinor"], format!("{host} ({me})"), "{}", logs());
+
+    let probe_id = wait_for(&http, &format!("{base}/api/probes"), "the probe", |v| {
+        v.as_array()?.first()?["id"].as_str().map(str::to_string)
+    })
+    .await;
+    let opened: serde_json::Value = http
+        .post(format!(
+            "{base}/api/control/{probe_id}/{}%3B%3Chost%3E/host_exec",
+            host
+        ))
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("json");
+    let pipe = opened["pipe"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{opened}; probe log: {}", logs()));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{listen}/api/pipe/{pipe}"))
+        .await
+        .expect("connects");
+    ws.send(Message::Binary(
+        "echo MNT=$(readlink /proc/self/ns/mnt) E$((3+4))ND\n".into(),
+    ))
+    .await
+    .expect("send");
+    let mut seen = String::new();
+    read_pipe_until(&mut ws, &mut seen, "E7ND").await;
+    let ours = std::fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
+    assert!(
+        seen.contains(&format!("MNT={}", ours.display())),
+        "the shell is not in the host's mount namespace ({}); saw {seen:?}",
+        ours.display()
+    );
+}
