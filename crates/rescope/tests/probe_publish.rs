@@ -51,6 +51,23 @@ async fn wait_for<T>(
     panic!("timed out waiting for {what} at {url}");
 }
 
+/// Waits for `host` in the app's raw report and checks that its probe defined no host
+/// controls.
+async fn expect_no_host_controls(http: &reqwest::Client, base: &str, host: &str) {
+    let report = wait_for(http, &format!("{base}/api/report"), "a host", |r| {
+        r["Host"]["nodes"][format!("{host};<host>")]
+            .is_object()
+            .then(|| r.clone())
+    })
+    .await;
+    let controls = report["Host"]["controls"].as_object().map(|c| c.len());
+    assert!(
+        matches!(controls, None | Some(0)),
+        "{}",
+        report["Host"]["controls"]
+    );
+}
+
 /// A probe publishing to an app on free ports; returns (app, probe, base URL).
 fn start_pair(hostname: &str, probe_extra: &[&str]) -> (Running, Running, String) {
     let port = free_port();
@@ -276,18 +293,7 @@ async fn no_controls_means_no_terminal_and_no_control_definitions() {
         v.as_array()?.first()?["id"].as_str().map(str::to_string)
     })
     .await;
-    let report = wait_for(&http, &format!("{base}/api/report"), "a host", |r| {
-        r["Host"]["nodes"]["nocontrols;<host>"]
-            .is_object()
-            .then(|| r.clone())
-    })
-    .await;
-    let controls = report["Host"]["controls"].as_object().map(|c| c.len());
-    assert!(
-        matches!(controls, None | Some(0)),
-        "{}",
-        report["Host"]["controls"]
-    );
+    expect_no_host_controls(&http, &base, "nocontrols").await;
     let response = http
         .post(format!(
             "{base}/api/control/{probe_id}/nocontrols%3B%3Chost%3E/host_exec"
@@ -318,19 +324,8 @@ async fn launch_read_only_offers_no_controls_and_refuses_a_terminal() {
     ]);
     let base = format!("http://{listen}");
     let http = reqwest::Client::new();
-    let report = wait_for(&http, &format!("{base}/api/report"), "a host", |r| {
-        r["Host"]["nodes"]["readonly;<host>"]
-            .is_object()
-            .then(|| r.clone())
-    })
-    .await;
     // The built-in probe offers nothing, so even the raw report has no controls.
-    let controls = report["Host"]["controls"].as_object().map(|c| c.len());
-    assert!(
-        matches!(controls, None | Some(0)),
-        "{}",
-        report["Host"]["controls"]
-    );
+    expect_no_host_controls(&http, &base, "readonly").await;
     let probe_id = wait_for(&http, &format!("{base}/api/probes"), "the probe", |v| {
         v.as_array()?.first()?["id"].as_str().map(str::to_string)
     })
