@@ -261,6 +261,13 @@ impl DockerWatcher {
                     let message = e.to_string();
                     if was_down.as_deref() != Some(message.as_str()) {
                         warn!(socket = %self.socket, error = %message, "Docker is not reachable; containers are not reported until it is (retrying)");
+                        crate::health::problem(
+                            "Docker",
+                            format!(
+                                "not reachable at {} ({message}); containers are not shown until it is",
+                                self.socket
+                            ),
+                        );
                         was_down = Some(message);
                     }
                     if let Ok(mut s) = self.state.lock()
@@ -282,6 +289,7 @@ impl DockerWatcher {
             if was_down.take().is_some() {
                 info!(socket = %self.socket, "Docker is reachable again; reporting containers");
             }
+            crate::health::resolved("Docker");
             backoff = Duration::from_secs(1);
             let mut events = docker.events(None::<EventsOptions>);
             let mut refresh = tokio::time::interval(REFRESH);

@@ -562,6 +562,14 @@ impl EndpointReporter {
                             "cannot enter network namespaces (the probe needs CAP_SYS_ADMIN and \
                              access to other processes): connections inside containers are missing"
                         );
+                        crate::health::problem(
+                            "Container networks",
+                            format!(
+                                "cannot enter other network namespaces ({e}); connections \
+                                 inside containers are missing (run the probe as root, or \
+                                 give it CAP_SYS_ADMIN and CAP_SYS_PTRACE)"
+                            ),
+                        );
                     } else {
                         self.note_error(plan, &mut ns, &e.to_string());
                     }

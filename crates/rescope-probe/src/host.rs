@@ -187,6 +187,7 @@ impl Reporter for HostReporter {
             "host_mem_usage_bytes",
             Metric::single(now, used, mem.total as f64),
         );
+        crate::health::add_to_host(&mut report, &mut node, now);
         report.topology_mut(TopologyKind::Host).add_node(node);
         Ok(report)
     }

@@ -13,6 +13,7 @@ pub mod docker;
 pub mod docker_exec;
 pub mod endpoint;
 mod endpoint_graph;
+pub mod health;
 pub mod host;
 pub mod hostexec;
 pub mod pipe;
@@ -63,6 +64,21 @@ pub fn probe_for(
     controls: &control::ControlRegistry,
     pipes: &pipe::Pipes,
 ) -> Probe {
+    let uid = nix::unistd::geteuid();
+    if !uid.is_root() {
+        tracing::warn!(
+            uid = uid.as_raw(),
+            "the probe is not running as root: other users' processes show no connections \
+             or open files, and containers' connections are missing"
+        );
+        health::problem(
+            "Privileges",
+            format!(
+                "the probe runs as uid {uid}, not root: other users' processes show no \
+                 connections or open files, and containers' connections are missing"
+            ),
+        );
+    }
     let walker = config.processes.then(|| {
         Arc::new(Mutex::new(walker::ProcessWalker::new(
             &config.proc_root,

@@ -365,6 +365,14 @@ impl PluginRegistry {
         if state.root_error != root_error {
             if let Some(e) = &root_error {
                 warn!(error = %e, "plugins are disabled until the directory can be created");
+                crate::health::problem(
+                    "Plugins",
+                    format!(
+                        "the plugins directory cannot be created ({e}); no plugin is read until it can"
+                    ),
+                );
+            } else {
+                crate::health::resolved("Plugins");
             }
             state.root_error = root_error;
         }

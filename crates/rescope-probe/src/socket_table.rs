@@ -386,6 +386,13 @@ impl ChangeFeed {
                         "cannot follow TCP state changes with eBPF; every namespace's \
                          sockets are dumped whenever its TCP counters move"
                     );
+                    crate::health::problem(
+                        "eBPF",
+                        format!(
+                            "cannot follow TCP state changes ({e}); sockets are dumped \
+                             instead, which costs the probe more CPU on busy hosts"
+                        ),
+                    );
                     self.state = FeedState::Off;
                 }
             }
@@ -407,6 +414,13 @@ impl ChangeFeed {
                 warn!(
                     error = %e,
                     "reading TCP state changes failed; following them is turned off"
+                );
+                crate::health::problem(
+                    "eBPF",
+                    format!(
+                        "reading TCP state changes failed ({e}); sockets are dumped \
+                         instead, which costs the probe more CPU on busy hosts"
+                    ),
                 );
                 self.state = FeedState::Off;
                 self.changes.clear();

@@ -81,10 +81,13 @@ fn start_pair(hostname: &str, probe_extra: &[&str]) -> (Running, Running, String
         url.as_str(),
         "--hostname",
         hostname,
-        "--docker=false",
         "--plugins-root",
         plugins.as_str(),
     ];
+    // Docker is off unless the test says otherwise (the flag may be given once).
+    if !probe_extra.iter().any(|a| a.starts_with("--docker=")) {
+        args.push("--docker=false");
+    }
     args.extend_from_slice(probe_extra);
     let probe = rescope(&args);
     (app, probe, url)
@@ -502,5 +505,42 @@ async fn the_container_image_probes_the_host_and_opens_a_host_shell() {
         seen.contains(&format!("MNT={}", ours.display())),
         "the shell is not in the host's mount namespace ({}); saw {seen:?}",
         ours.display()
+    );
+}
+
+/// What the probe cannot do is shown on the host, in plain words, not only logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_docker_engine_is_shown_in_the_hosts_details() {
+    let missing =
+        std::env::temp_dir().join(format!("rescope-no-docker-{}.sock", std::process::id()));
+    let docker_host = format!("unix://{}", missing.display());
+    let (_app, _probe, base) = start_pair(
+        "nodocker",
+        &["--docker=true", "--docker-host", &docker_host],
+    );
+    let http = reqwest::Client::new();
+    let row = wait_for(
+        &http,
+        &format!("{base}/api/topology/hosts/nodocker%3B%3Chost%3E"),
+        "a Probe problems table",
+        |d| {
+            let table = d["node"]["tables"]
+                .as_array()?
+                .iter()
+                .find(|t| t["label"] == "Probe problems")?;
+            table["rows"]
+                .as_array()?
+                .iter()
+                .find(|r| r["entries"]["label"] == "Docker")
+                .cloned()
+        },
+    )
+    .await;
+    let text = row["entries"]["value"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("not reachable")
+            && text.contains(&*missing.to_string_lossy())
+            && text.contains("containers"),
+        "{row}"
     );
 }

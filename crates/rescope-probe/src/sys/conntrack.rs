@@ -691,6 +691,7 @@ impl Availability {
     pub fn succeeded(&mut self) {
         if self.is_unavailable() {
             tracing::info!("conntrack is readable again: NAT and short-lived connections are back");
+            crate::health::resolved("conntrack");
         }
         self.state = State::Working;
     }
@@ -707,6 +708,14 @@ impl Availability {
                 "conntrack unavailable: connections through NAT (published container ports, \
                  masquerading) and connections shorter than a spy tick will be missing; \
                  long-lived connections are still reported from sock_diag"
+            );
+            crate::health::problem(
+                "conntrack",
+                format!(
+                    "unavailable ({error}; {}): connections through NAT (published \
+                     container ports) and connections shorter than a second are missing",
+                    explain(error)
+                ),
             );
         }
         self.state = State::Unavailable {
