@@ -15,6 +15,7 @@ pub mod endpoint;
 mod endpoint_graph;
 pub mod host;
 pub mod hostexec;
+mod pending;
 pub mod pipe;
 pub mod plugin;
 pub mod process;
