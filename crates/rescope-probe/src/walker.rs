@@ -426,6 +426,10 @@ impl ProcessWalker {
         let uids: HashSet<u32> = wanted.iter().map(|(_, uid)| *uid).collect();
         let mut missing: HashSet<u64> = wanted.iter().map(|(i, _)| *i).collect();
         let mut candidates: Vec<(u32, Option<u64>)> = Vec::new();
+        // A running task's run time in `schedstat` moves only at a scheduler tick or a
+        // context switch, so this process, reading its own while it runs, can see the
+        // same run time before and after opening a socket: never taken as idle.
+        let me = std::process::id();
         for (pid, k) in &self.known {
             if k.info.kernel_thread || k.info.uid.is_some_and(|u| !uids.contains(&u)) {
                 continue;
@@ -433,7 +437,7 @@ impl ProcessWalker {
             let runtime = k
                 .schedstat_file
                 .as_ref()
-                .filter(|_| k.info.threads == 1)
+                .filter(|_| k.info.threads == 1 && *pid != me)
                 .and_then(|f| ProcFs::reread_schedstat(f, &mut self.buf).ok())
                 .filter(|ns| *ns > 0);
             if k.relink_due(tick, runtime) {
