@@ -16,6 +16,7 @@ mod endpoint_graph;
 pub mod health;
 pub mod host;
 pub mod hostexec;
+mod pending;
 pub mod pipe;
 pub mod plugin;
 pub mod process;

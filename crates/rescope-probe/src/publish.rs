@@ -351,7 +351,7 @@ impl Publisher {
                             // The plugin list is a state, not a history: the newest
                             // spy report's replaces the union a merge would give.
                             let plugins = report.plugins.clone();
-                            p.merge_owned(report);
+                            crate::pending::merge_newer(p, report);
                             p.plugins = plugins;
                         }
                         None => self.pending = Some(report),

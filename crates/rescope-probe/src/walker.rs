@@ -97,6 +97,8 @@ struct Known {
     /// The main thread's run time when the fds were last listed; 0 when unknown.
     runtime_at_fds: u64,
     fds_tick: u64,
+    /// The main thread's run time when every fd was last `readlink`ed; 0 when unknown.
+    runtime_at_relink: u64,
 }
 
 impl Known {
@@ -111,6 +113,14 @@ impl Known {
     fn fds_due(&self, tick: u64, runtime: Option<u64>) -> bool {
         let idle = runtime.is_some_and(|ns| ns == self.runtime_at_fds)
             && tick.saturating_sub(self.fds_tick) < FD_RELINK_PERIOD;
+        !self.info.kernel_thread && !idle
+    }
+
+    /// Whether the process may have changed its fd table since every fd was last
+    /// `readlink`ed: as [`Known::fds_due`], against the last full relink.
+    fn relink_due(&self, tick: u64, runtime: Option<u64>) -> bool {
+        let idle = runtime.is_some_and(|ns| ns == self.runtime_at_relink)
+            && tick.saturating_sub(self.last_relink) < FD_RELINK_PERIOD;
         !self.info.kernel_thread && !idle
     }
 }
@@ -298,6 +308,7 @@ impl ProcessWalker {
         let relink = tick.saturating_sub(k.last_relink) >= FD_RELINK_PERIOD;
         if relink {
             k.last_relink = tick;
+            k.runtime_at_relink = runtime.unwrap_or(0);
         }
         Self::refresh_fds(fs, pid, k, fd_buf, relink);
         k.runtime_at_fds = runtime.unwrap_or(0);
@@ -333,6 +344,7 @@ impl ProcessWalker {
             stat_tick: self.tick,
             runtime_at_fds: 0,
             fds_tick: self.tick,
+            runtime_at_relink: 0,
             info: ProcessInfo {
                 pid,
                 ppid: stat.ppid,
@@ -397,35 +409,63 @@ impl ProcessWalker {
 
     /// Finds the owners of sockets the walker has not attributed yet. `wanted` holds
     /// (inode, uid of the socket) pairs; only processes of that uid are searched, first
-    /// for fds not seen before, then, if needed, by re-reading all their fds. Returns
-    /// the owners found; the next snapshot also includes them.
+    /// for fds not seen before, then, if needed, by re-reading all their fds. A
+    /// single-threaded process that has not run since its fds were last listed (or
+    /// all `readlink`ed) cannot have opened a socket since, so it is not searched again
+    /// (see [`Known::fds_due`], [`Known::relink_due`]): on a
+    /// host where a few idle processes hold thousands of sockets, listing and
+    /// `readlink`ing them for every socket that closed before it could be attributed
+    /// was a quarter of the probe's CPU. Returns the owners found; the next snapshot
+    /// also includes them.
     pub fn resolve_sockets(&mut self, wanted: &[(u64, u32)]) -> HashMap<u64, u32> {
         let mut found = HashMap::new();
         if wanted.is_empty() {
             return found;
         }
+        let tick = self.tick;
         let uids: HashSet<u32> = wanted.iter().map(|(_, uid)| *uid).collect();
         let mut missing: HashSet<u64> = wanted.iter().map(|(i, _)| *i).collect();
+        let mut candidates: Vec<(u32, Option<u64>)> = Vec::new();
+        // A running task's run time in `schedstat` moves only at a scheduler tick or a
+        // context switch, so this process, reading its own while it runs, can see the
+        // same run time before and after opening a socket: never taken as idle.
+        let me = std::process::id();
+        for (pid, k) in &self.known {
+            if k.info.kernel_thread || k.info.uid.is_some_and(|u| !uids.contains(&u)) {
+                continue;
+            }
+            let runtime = k
+                .schedstat_file
+                .as_ref()
+                .filter(|_| k.info.threads == 1 && *pid != me)
+                .and_then(|f| ProcFs::reread_schedstat(f, &mut self.buf).ok())
+                .filter(|ns| *ns > 0);
+            if k.relink_due(tick, runtime) {
+                candidates.push((*pid, runtime));
+            }
+        }
+        candidates.sort_unstable();
         for relink in [false, true] {
-            let pids: Vec<u32> = self
-                .known
-                .iter()
-                .filter(|(_, k)| {
-                    !k.info.kernel_thread && k.info.uid.is_none_or(|u| uids.contains(&u))
-                })
-                .map(|(pid, _)| *pid)
-                .collect();
-            for pid in pids {
+            for (pid, runtime) in &candidates {
                 if missing.is_empty() {
                     return found;
                 }
-                let Some(k) = self.known.get_mut(&pid) else {
+                let Some(k) = self.known.get_mut(pid) else {
                     continue;
                 };
-                Self::refresh_fds(&self.fs, pid, k, &mut self.fd_buf, relink);
+                if !relink && !k.fds_due(tick, *runtime) {
+                    continue; // listed since it last ran: only a relink can tell more
+                }
+                Self::refresh_fds(&self.fs, *pid, k, &mut self.fd_buf, relink);
+                if relink {
+                    k.last_relink = tick;
+                    k.runtime_at_relink = runtime.unwrap_or(0);
+                }
+                k.runtime_at_fds = runtime.unwrap_or(0);
+                k.fds_tick = tick;
                 for inode in k.fds.values() {
                     if missing.remove(inode) {
-                        found.insert(*inode, pid);
+                        found.insert(*inode, *pid);
                     }
                 }
             }
@@ -595,5 +635,65 @@ mod tests {
             w.walk(GoTime::now()).expect("walk");
         }
         assert_eq!(w.stats_skipped() - before, STAT_REFRESH_TICKS - 1);
+    }
+
+    #[test]
+    fn sockets_are_searched_again_only_in_processes_that_ran_since_their_fds_were_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let write = |rel: &str, content: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, content).expect("write");
+        };
+        let link = |fd: u32, inode: u64| {
+            let p = root.join(format!("30/fd/{fd}"));
+            let _ = std::fs::remove_file(&p);
+            std::os::unix::fs::symlink(format!("socket:[{inode}]"), p).expect("symlink");
+        };
+        write(
+            "30/stat",
+            "30 (holder) S 1 30 30 0 -1 4194560 0 0 0 0 100 0 0 0 20 0 1 0 700 0 50 0\n",
+        );
+        write("30/schedstat", "1000000000 0 5\n");
+        write("30/cmdline", "holder\0");
+        write("30/status", "Name:\tholder\nUid:\t1000\t1000\t1000\t1000\n");
+        std::fs::create_dir_all(root.join("30/fd")).expect("fd dir");
+        link(3, 100);
+        let mut w = ProcessWalker::new(root, false);
+        let snap = w.walk(GoTime::now()).expect("first sight");
+        assert_eq!(snap.socket_owners.get(&100), Some(&30));
+
+        // Its run time is not known from the first listing: searched, and found.
+        link(4, 200);
+        assert_eq!(w.resolve_sockets(&[(200, 1000)]).get(&200), Some(&30));
+        // A socket that is nowhere: every fd is read again, at the run time now known.
+        assert!(w.resolve_sockets(&[(999, 1000)]).is_empty());
+
+        // It has not run since: no new socket can be there, so it is not searched.
+        link(5, 300);
+        assert!(w.resolve_sockets(&[(300, 1000)]).is_empty());
+
+        // It ran, and reused fd 4 for another socket: found by reading every fd again.
+        link(4, 400);
+        write("30/schedstat", "1500000000 0 9\n");
+        let found = w.resolve_sockets(&[(300, 1000), (400, 1000)]);
+        assert_eq!(found.get(&300), Some(&30));
+        assert_eq!(found.get(&400), Some(&30));
+
+        // It ran and reused fd 4 again, and the periodic listing (which reads only new fd
+        // numbers) came before the search: still searched, since not every fd was read
+        // after it ran.
+        link(4, 500);
+        write("30/schedstat", "2000000000 0 12\n");
+        for _ in 0..FD_LIST_PERIOD {
+            w.walk(GoTime::now()).expect("walk");
+        }
+        assert_eq!(w.resolve_sockets(&[(500, 1000)]).get(&500), Some(&30));
+
+        // A socket of another user is not searched for in this process.
+        link(6, 600);
+        write("30/schedstat", "2500000000 0 15\n");
+        assert!(w.resolve_sockets(&[(600, 0)]).is_empty());
     }
 }
