@@ -10,6 +10,7 @@ import { transformWhileMoving } from "./gesture";
 import { lazyLayerClears, pickingAtRestOnly, skipPickingWhileMoving } from "./layers";
 import { NODE_GAP, layeredLayout, placeNear, spiralLayout, type Point } from "./layout";
 import ShapeDotProgram from "./shapeProgram";
+import UnusedProgram from "./unusedProgram";
 import { heatColor, pseudoColor, rankColor, shapeCode } from "./style";
 
 /** Views up to this size get the layered layout; larger ones a force layout in a worker. */
@@ -200,6 +201,8 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
   const matchRef = useRef<Set<string> | null>(null);
   const selectedRef = useRef<string | null>(null);
   const stopTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  /** A view with nodes has been drawn (until then the layers stay empty). */
+  const drewNodes = useRef(false);
   const [relayout, setRelayout] = useState(0);
   const relayoutSeen = useRef(0);
   const selectNode = useStore((s) => s.selectNode);
@@ -214,9 +217,10 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     const sigma = new Sigma(graph, container.current!, {
       // The programs of views up to DENSE_ABOVE nodes; those of denser views are added
       // when one is first shown (each program compiled costs time before the first
-      // frame on a software GPU).
-      nodeProgramClasses: { shape: ShapeDotProgram },
-      edgeProgramClasses: { arrow: EdgeArrowProgram },
+      // frame on a software GPU). Sigma's own defaults, which nothing here uses, are
+      // replaced by a program that compiles nothing.
+      nodeProgramClasses: { shape: ShapeDotProgram, circle: UnusedProgram as never },
+      edgeProgramClasses: { arrow: EdgeArrowProgram, line: UnusedProgram as never },
       defaultEdgeType: "arrow",
       defaultNodeType: "shape",
       defaultDrawNodeLabel: drawLabel as never,
@@ -287,8 +291,29 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       sigma,
       () => sigma.getCamera().isAnimated() || captor.isMoving || !!captor.draggedEvents || !!captor.currentWheelDirection,
     );
-    // Mouse pans and zooms slide the drawn layers; the view is drawn once they end.
-    const stopGestures = transformWhileMoving(sigma, captor, { stage: sigma.getCanvases().mouse, doc: document });
+    // Mouse pans and zooms slide a copy of the drawn layers; the view is drawn once
+    // they end. The copy starts once the first view is on screen and the page is idle
+    // (made with a draw of its own then): making it with the first draw would hold
+    // that draw up (a full-size canvas, three layer blits, on a software GPU too).
+    let copying = false;
+    let copyTimer: ReturnType<typeof setTimeout> | null = null;
+    let copyIdle: number | null = null;
+    const startCopying = () => {
+      copyTimer = null;
+      copyIdle = null;
+      copying = true;
+      sigma.scheduleRender();
+    };
+    const stopGestures = transformWhileMoving(sigma, captor, {
+      stage: sigma.getCanvases().mouse,
+      doc: document,
+      copyFrom: () => copying,
+    });
+    sigma.on("afterRender", () => {
+      if (copying || copyTimer !== null || copyIdle !== null || graph.order === 0) return;
+      if (typeof requestIdleCallback === "function") copyIdle = requestIdleCallback(startCopying, { timeout: 1000 });
+      else copyTimer = setTimeout(startCopying, 200);
+    });
     // Labels get the room between neighbouring nodes at the current zoom.
     theme.measure = () => {
       if (graph.order > LAYERED_MAX) return 180;
@@ -334,6 +359,8 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     resized?.observe(container.current!);
     return () => {
       resized?.disconnect();
+      if (copyTimer !== null) clearTimeout(copyTimer);
+      if (copyIdle !== null) cancelIdleCallback(copyIdle);
       stopGestures();
       layoutSeq.current++;
       layoutRef.current?.kill();
@@ -433,14 +460,18 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       sigma.setSetting("hideLabelsOnMove", large);
       fitCamera(sigma, graph);
     }
-    sigma.refresh();
+    // Until the first nodes arrive there is nothing to draw: sigma drew its empty
+    // layers when it was made, and each draw before the first view only adds GPU work
+    // in front of it.
+    if (graph.order > 0 || drewNodes.current) sigma.refresh();
+    if (graph.order > 0) drewNodes.current = true;
   }, [nodes, nodesKey, metric, dark, relayout]);
 
   // Selection and search only change how things are drawn.
   useEffect(() => {
     selectedRef.current = selected;
     matchRef.current = matches;
-    sigmaRef.current?.refresh({ skipIndexation: true });
+    if (drewNodes.current) sigmaRef.current?.refresh({ skipIndexation: true });
   }, [selected, matches]);
 
   useEffect(() => () => {
