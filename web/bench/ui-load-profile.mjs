@@ -168,7 +168,7 @@ try {
     const hot = (from, to) => {
       const c = new Map();
       for (const [t, d, f] of samples) if (t >= from && t <= to) c.set(f, (c.get(f) ?? 0) + d / 1000);
-      return [...c.entries()].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([f, k]) => `${f} ~${Math.round(k)}`);
+      return [...c.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.HOT ?? 6)).map(([f, k]) => `${f} ~${Math.round(k)}`);
     };
     const info = await page.evaluate(() => ({
       log: window.__loadLog,

@@ -3,6 +3,7 @@ import type FA2Layout from "graphology-layout-forceatlas2/worker";
 import { useEffect, useRef, useState } from "react";
 import Sigma from "sigma";
 import { EdgeArrowProgram, EdgeLineProgram, NodePointProgram } from "sigma/rendering";
+import { DEFAULT_EDGE_PROGRAM_CLASSES, DEFAULT_NODE_PROGRAM_CLASSES } from "sigma/settings";
 import type { NodeMap } from "../diff";
 import { useStore } from "../store";
 import type { NodeSummary } from "../types";
@@ -10,7 +11,7 @@ import { transformWhileMoving } from "./gesture";
 import { lazyLayerClears, pickingAtRestOnly, skipPickingWhileMoving } from "./layers";
 import { NODE_GAP, layeredLayout, placeNear, spiralLayout, type Point } from "./layout";
 import ShapeDotProgram from "./shapeProgram";
-import UnusedProgram from "./unusedProgram";
+import { withoutDefaults } from "./unusedProgram";
 import { heatColor, pseudoColor, rankColor, shapeCode } from "./style";
 
 /** Views up to this size get the layered layout; larger ones a force layout in a worker. */
@@ -218,9 +219,9 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       // The programs of views up to DENSE_ABOVE nodes; those of denser views are added
       // when one is first shown (each program compiled costs time before the first
       // frame on a software GPU). Sigma's own defaults, which nothing here uses, are
-      // replaced by a program that compiles nothing.
-      nodeProgramClasses: { shape: ShapeDotProgram, circle: UnusedProgram as never },
-      edgeProgramClasses: { arrow: EdgeArrowProgram, line: UnusedProgram as never },
+      // replaced by a program that compiles nothing (see ./unusedProgram).
+      nodeProgramClasses: withoutDefaults({ shape: ShapeDotProgram }, DEFAULT_NODE_PROGRAM_CLASSES),
+      edgeProgramClasses: withoutDefaults({ arrow: EdgeArrowProgram }, DEFAULT_EDGE_PROGRAM_CLASSES),
       defaultEdgeType: "arrow",
       defaultNodeType: "shape",
       defaultDrawNodeLabel: drawLabel as never,
@@ -370,6 +371,15 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     };
   }, [selectNode]);
 
+  // Selection and search only change how things are drawn. Declared before the
+  // effect below so that, when the view first arrives, its draw already has them and
+  // this one does not draw the view a second time in the same task.
+  useEffect(() => {
+    selectedRef.current = selected;
+    matchRef.current = matches;
+    if (drewNodes.current) sigmaRef.current?.refresh({ skipIndexation: true });
+  }, [selected, matches]);
+
   // Keep the graph in step with the nodes.
   useEffect(() => {
     const graph = graphRef.current!;
@@ -466,13 +476,6 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     if (graph.order > 0 || drewNodes.current) sigma.refresh();
     if (graph.order > 0) drewNodes.current = true;
   }, [nodes, nodesKey, metric, dark, relayout]);
-
-  // Selection and search only change how things are drawn.
-  useEffect(() => {
-    selectedRef.current = selected;
-    matchRef.current = matches;
-    if (drewNodes.current) sigmaRef.current?.refresh({ skipIndexation: true });
-  }, [selected, matches]);
 
   useEffect(() => () => {
     if (stopTimer.current) clearTimeout(stopTimer.current);

@@ -115,14 +115,14 @@ describe("transformWhileMoving", () => {
     vi.restoreAllMocks();
   });
 
-  function setup(withSnapshot: boolean) {
+  function setup(withSnapshot: boolean, copyFrom?: () => boolean) {
     vi.useFakeTimers();
     const ctx = { fillStyle: "", fillRect: vi.fn(), drawImage: vi.fn() };
     vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue((withSnapshot ? ctx : null) as never);
     const { r, canvases, container } = fakeRenderer();
     const captor = { isMouseDown: false, isMoving: false, draggedEvents: 0, currentWheelDirection: 0 };
     const doc = new EventTarget();
-    const stop = transformWhileMoving(r, captor, { stage: canvases.mouse, doc, now: () => Date.now(), quietMs: 120 });
+    const stop = transformWhileMoving(r, captor, { stage: canvases.mouse, doc, now: () => Date.now(), quietMs: 120, copyFrom });
     const snap = container.querySelector(".sigma-gesture") as HTMLCanvasElement;
     return { r, canvases, captor, doc, stop, snap, ctx };
   }
@@ -145,6 +145,34 @@ describe("transformWhileMoving", () => {
     expect(r.draws).toBe(3);
     expect(r.highlights).toBe(3);
     expect(ctx.drawImage).toHaveBeenCalledTimes(9);
+  });
+
+  it("shows the layers themselves until copies may start, then copies every draw", () => {
+    let copying = false;
+    const { r, canvases, snap, ctx } = setup(true, () => copying);
+    r.render();
+    expect(ctx.drawImage).toHaveBeenCalledTimes(0);
+    expect(snap.style.display).toBe("none");
+    expect(canvases.nodes.style.opacity).toBe("");
+    // Before the copy starts, a gesture draws for real and hovered nodes draw alone.
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    r.setCamera(cam(0.5, 0.5, 0.5));
+    r.render();
+    expect(r.draws).toBe(2);
+    expect(snap.style.display).toBe("none");
+    r.renderHighlightedNodes();
+    expect(r.draws).toBe(2);
+    expect(r.highlights).toBe(3);
+    vi.advanceTimersByTime(500);
+    copying = true;
+    r.render();
+    expect(ctx.drawImage).toHaveBeenCalledTimes(3);
+    expect(snap.style.display).toBe("");
+    expect(canvases.nodes.style.opacity).toBe("0");
+    // Once started, every draw is copied, whatever the predicate says now.
+    copying = false;
+    r.render();
+    expect(ctx.drawImage).toHaveBeenCalledTimes(6);
   });
 
   it("covers what the layers cover, even after the container changed size", () => {
