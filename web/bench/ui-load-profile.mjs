@@ -6,6 +6,8 @@
 //   node bench/ui-load-profile.mjs [processes] [runs]     default: 200 1
 //   RESCOPE_BIN=../target/release/rescope                 the binary
 //   TRACE_OUT=/tmp/load.json                              keep the last trace
+//   TRACE_CATEGORIES=viz,skia                             more trace categories
+//   HOT=20                                                hot functions listed per task
 
 import { spawn, execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
@@ -145,7 +147,7 @@ try {
     await cdp.send("Tracing.start", {
       transferMode: "ReportEvents",
       traceConfig: {
-        includedCategories: ["devtools.timeline", "disabled-by-default-devtools.timeline", "v8", "v8.execute", "blink", "loading", "gpu", "toplevel", "netlog", "blink.user_timing"],
+        includedCategories: ["devtools.timeline", "disabled-by-default-devtools.timeline", "v8", "v8.execute", "blink", "loading", "gpu", "toplevel", "netlog", "blink.user_timing", ...(process.env.TRACE_CATEGORIES ?? "").split(",").filter(Boolean)],
       },
     });
     const state = encodeURIComponent(JSON.stringify({ topologyId: "processes", topologyOptions: { processes: { unconnected: ["show"] } } }));
