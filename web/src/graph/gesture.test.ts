@@ -127,18 +127,23 @@ describe("transformWhileMoving", () => {
     return { r, canvases, captor, doc, stop, snap, ctx };
   }
 
+  /** What is on screen: the copy (layers hidden) or the layers themselves. */
+  function shown(snap: HTMLCanvasElement, canvases: Record<string, HTMLCanvasElement>) {
+    const copy = snap.style.display === "";
+    const layers = canvases.nodes.style.opacity === "";
+    return copy === layers ? "both or neither" : copy ? "copy" : "layers";
+  }
+
   it("shows a copy of every draw in place of the layers", () => {
     const { r, canvases, snap, ctx } = setup(true);
     // Nothing drawn yet: the layers show through.
-    expect(snap.style.display).toBe("none");
-    expect(canvases.nodes.style.opacity).toBe("");
+    expect(shown(snap, canvases)).toBe("layers");
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(3);
-    expect(snap.style.display).toBe("");
-    expect(canvases.nodes.style.opacity).toBe("0");
+    expect(shown(snap, canvases)).toBe("copy");
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(6);
-    expect(snap.style.display).toBe("");
+    expect(shown(snap, canvases)).toBe("copy");
     // The hovered nodes' layers are never drawn alone (the other layers could not be
     // copied then): the whole view is drawn and copied instead.
     r.renderHighlightedNodes();
@@ -152,14 +157,13 @@ describe("transformWhileMoving", () => {
     const { r, canvases, snap, ctx } = setup(true, () => copying);
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(0);
-    expect(snap.style.display).toBe("none");
-    expect(canvases.nodes.style.opacity).toBe("");
+    expect(shown(snap, canvases)).toBe("layers");
     // Before the copy starts, a gesture draws for real and hovered nodes draw alone.
     canvases.mouse.dispatchEvent(new Event("wheel"));
     r.setCamera(cam(0.5, 0.5, 0.5));
     r.render();
     expect(r.draws).toBe(2);
-    expect(snap.style.display).toBe("none");
+    expect(shown(snap, canvases)).toBe("layers");
     r.renderHighlightedNodes();
     expect(r.draws).toBe(2);
     expect(r.highlights).toBe(3);
@@ -167,8 +171,7 @@ describe("transformWhileMoving", () => {
     copying = true;
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(3);
-    expect(snap.style.display).toBe("");
-    expect(canvases.nodes.style.opacity).toBe("0");
+    expect(shown(snap, canvases)).toBe("copy");
     // Once started, every draw is copied, whatever the predicate says now.
     copying = false;
     r.render();
