@@ -312,8 +312,12 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     });
     sigma.on("afterRender", () => {
       if (copying || copyTimer !== null || copyIdle !== null || graph.order === 0) return;
-      if (typeof requestIdleCallback === "function") copyIdle = requestIdleCallback(startCopying, { timeout: 1000 });
-      else copyTimer = setTimeout(startCopying, 200);
+      // A moment after the first view, so the GPU process has shown it first.
+      copyTimer = setTimeout(() => {
+        copyTimer = null;
+        if (typeof requestIdleCallback === "function") copyIdle = requestIdleCallback(startCopying, { timeout: 1000 });
+        else startCopying();
+      }, 300);
     });
     // Labels get the room between neighbouring nodes at the current zoom.
     theme.measure = () => {
