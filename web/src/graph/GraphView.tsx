@@ -2,6 +2,7 @@ import Graph from "graphology";
 import type FA2Layout from "graphology-layout-forceatlas2/worker";
 import { useEffect, useRef, useState } from "react";
 import Sigma from "sigma";
+import type { Settings } from "sigma/settings";
 import { EdgeArrowProgram, EdgeLineProgram, NodePointProgram } from "sigma/rendering";
 import { DEFAULT_EDGE_PROGRAM_CLASSES, DEFAULT_NODE_PROGRAM_CLASSES } from "sigma/settings";
 import type { NodeMap } from "../diff";
@@ -150,6 +151,11 @@ export function fitCamera(sigma: Sigma, graph: Graph) {
   const { width, height } = sigma.getDimensions();
   const ratio = Math.max(1, Math.min(width, height) / (extent * 1.2 + 200));
   sigma.getCamera().setState({ x: 0.5, y: 0.5, ratio, angle: 0 });
+}
+
+/** Sets a sigma setting only when it differs: each change indexes the whole graph again. */
+function setIfChanged<K extends keyof Settings>(sigma: Sigma, key: K, value: Settings[K]) {
+  if (sigma.getSetting(key) !== value) sigma.setSetting(key, value);
 }
 
 function nodeSize(count: number): number {
@@ -406,6 +412,16 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     let added = 0;
     if (fresh) {
       graph.clear();
+      // Settings first, while the graph is empty: sigma indexes the whole graph again
+      // on every setting changed, and only when it changes.
+      // Small views show every label (each cut to the room it has); large ones let
+      // sigma thin them out.
+      setIfChanged(sigma, "labelDensity", large ? 0.5 : 100);
+      setIfChanged(sigma, "labelRenderedSizeThreshold", large ? 5 : 0);
+      // Large views pan and zoom with nodes only; edges and labels return when the
+      // camera stops.
+      setIfChanged(sigma, "hideEdgesOnMove", large);
+      setIfChanged(sigma, "hideLabelsOnMove", large);
       const list = [...nodes.values()];
       const pos = large ? spiralLayout(list) : layeredLayout(list);
       for (const n of list) {
@@ -463,17 +479,7 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
         stopTimer.current = setTimeout(() => layout.stop(), fresh ? 6000 : 1500);
       });
     }
-    if (fresh) {
-      // Small views show every label (each cut to the room it has); large ones let
-      // sigma thin them out.
-      sigma.setSetting("labelDensity", large ? 0.5 : 100);
-      sigma.setSetting("labelRenderedSizeThreshold", large ? 5 : 0);
-      // Large views pan and zoom with nodes only; edges and labels return when the
-      // camera stops.
-      sigma.setSetting("hideEdgesOnMove", large);
-      sigma.setSetting("hideLabelsOnMove", large);
-      fitCamera(sigma, graph);
-    }
+    if (fresh) fitCamera(sigma, graph);
     // Until the first nodes arrive there is nothing to draw: sigma drew its empty
     // layers when it was made, and each draw before the first view only adds GPU work
     // in front of it.
