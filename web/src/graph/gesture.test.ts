@@ -158,16 +158,10 @@ describe("transformWhileMoving", () => {
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(0);
     expect(shown(snap, canvases)).toBe("layers");
-    // Before the copy starts, a gesture draws for real and hovered nodes draw alone.
-    canvases.mouse.dispatchEvent(new Event("wheel"));
-    r.setCamera(cam(0.5, 0.5, 0.5));
-    r.render();
-    expect(r.draws).toBe(2);
-    expect(shown(snap, canvases)).toBe("layers");
+    // Before the copy starts, hovered nodes draw alone.
     r.renderHighlightedNodes();
-    expect(r.draws).toBe(2);
-    expect(r.highlights).toBe(3);
-    vi.advanceTimersByTime(500);
+    expect(r.draws).toBe(1);
+    expect(r.highlights).toBe(2);
     copying = true;
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(3);
@@ -176,6 +170,23 @@ describe("transformWhileMoving", () => {
     copying = false;
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(6);
+  });
+
+  it("starts the copy with a gesture that comes before copies may start", () => {
+    const { r, canvases, snap, ctx } = setup(true, () => false);
+    r.render();
+    expect(shown(snap, canvases)).toBe("layers");
+    // The gesture's first frame is drawn for real and copied; the next ones slide it.
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    r.setCamera(cam(0.5, 0.5, 0.5));
+    r.render();
+    expect(r.draws).toBe(2);
+    expect(ctx.drawImage).toHaveBeenCalledTimes(3);
+    expect(shown(snap, canvases)).toBe("copy");
+    r.setCamera(cam(0.5, 0.5, 0.25));
+    r.render();
+    expect(r.draws).toBe(2);
+    expect(snap.style.transform).not.toBe("");
   });
 
   it("covers what the layers cover, even after the container changed size", () => {

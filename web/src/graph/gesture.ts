@@ -97,10 +97,11 @@ export interface GestureOptions {
   /** Where moves and button-up events are listened for (sigma listens on the document). */
   doc: EventTarget;
   /**
-   * Whether a draw may start the copy: until this first returns true after a draw,
-   * the layers themselves are shown and gestures draw for real; from then on every
-   * draw is copied. Lets the page put the copy (a full-size canvas, three layer
-   * blits per draw) off until after its first view is on screen. Default: always.
+   * Whether a draw may start the copy: until this first returns true after a draw (or
+   * a gesture starts, whose first frame is then drawn and copied), the layers
+   * themselves are shown; from then on every draw is copied. Lets the page put the
+   * copy (a full-size canvas, three layer blits per draw) off until after its first
+   * view is on screen. Default: always.
    */
   copyFrom?: () => boolean;
 }
@@ -225,7 +226,8 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   r.on("afterRender", () => {
     rendering = false;
     stale = false;
-    if (snapped || (opts.copyFrom?.() ?? true)) takeSnapshot();
+    // A draw during a gesture always starts the copy: the gesture's next frames slide it.
+    if (snapped || active || (opts.copyFrom?.() ?? true)) takeSnapshot();
     if (!snapped) for (const c of layers) c.style.transform = "";
   });
   // Sigma may also redraw the hovered nodes' layers alone, in a frame of their own.
