@@ -405,8 +405,11 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     layoutRef.current = null;
 
     if (nodes.size > DENSE_ABOVE && !sigma.getSetting("nodeProgramClasses").dot) {
-      sigma.setSetting("nodeProgramClasses", { shape: ShapeDotProgram, dot: NodePointProgram });
-      sigma.setSetting("edgeProgramClasses", { arrow: EdgeArrowProgram, line: EdgeLineProgram });
+      // Every program already there is kept: sigma 3.0.3's unregistering of a node
+      // program replaces its node programs by its hover programs (which draw into the
+      // hover layer), after which no node was drawn at all in views over DENSE_ABOVE.
+      sigma.setSetting("nodeProgramClasses", { ...sigma.getSetting("nodeProgramClasses"), dot: NodePointProgram });
+      sigma.setSetting("edgeProgramClasses", { ...sigma.getSetting("edgeProgramClasses"), line: EdgeLineProgram });
     }
 
     let added = 0;
