@@ -10,13 +10,11 @@
 //   SLOW_MS=40                                             frames reported (default 40)
 //   TRACE_OUT=/tmp/gesture.json                            keep the last trace
 
-import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { VIEWPORT, feedReport, launchBrowser, processesViewUrl, simulatedReport, sleep, startApp } from "../harness.mjs";
 import { gesture, settledFrames } from "./gesture-script.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,26 +24,9 @@ const n = Number(process.argv[2] ?? 200);
 const runs = Number(process.argv[3] ?? 1);
 const slowMs = Number(process.env.SLOW_MS ?? 40);
 
-const port = await new Promise((res) => {
-  const s = createServer();
-  s.listen(0, "127.0.0.1", () => {
-    const p = s.address().port;
-    s.close(() => res(p));
-  });
-});
-const base = `http://127.0.0.1:${port}/`;
 const scratch = mkdtempSync(join(tmpdir(), "rescope-uigesture-"));
-const app = spawn(bin, ["app", "--listen", `127.0.0.1:${port}`, "--window", "30s"], { stdio: "ignore" });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function post(file) {
-  const res = await fetch(`${base}api/report`, {
-    method: "POST",
-    headers: { "Content-Type": "application/msgpack", "Content-Encoding": "gzip", "X-Scope-Probe-ID": `sim-${n}` },
-    body: readFileSync(file),
-  });
-  if (!res.ok) throw new Error(`POST /api/report: ${res.status}`);
-}
+const app = await startApp(bin);
+const base = app.base;
 
 // Records each real sigma draw (start, end on the page's clock).
 const probe = () => {
@@ -62,27 +43,12 @@ const probe = () => {
 
 let browser;
 try {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${base}api`)).ok) break;
-    } catch {
-      /* not up yet */
-    }
-    await sleep(100);
-  }
-  const file = join(scratch, `sim-${n}.msgpack.gz`);
-  execFileSync(bin, ["bench", "report", "--processes", String(n), "--endpoints", String(n * 2), "--containers", "20", "--hostname", `sim-${n}`, "--seed", String(n), "-o", file]);
-  await post(file);
-  const feeder = setInterval(() => post(file).catch(() => {}), 3000);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-  });
+  const stopFeeding = await feedReport(base, simulatedReport(bin, n, scratch), n);
+  browser = await launchBrowser();
   for (let run = 0; run < runs; run++) {
-    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    const page = await browser.newPage({ viewport: VIEWPORT });
     await page.addInitScript(probe);
-    const state = encodeURIComponent(JSON.stringify({ topologyId: "processes", topologyOptions: { processes: { unconnected: ["show"] } } }));
-    await page.goto(`${base}#!/state/${state}`);
+    await page.goto(processesViewUrl(base));
     await page.waitForFunction(() => window.__rescopeLastRender?.order > 0, null, { timeout: 60_000 });
     await sleep(n > 400 ? 9000 : 3000);
 
@@ -134,9 +100,9 @@ try {
     if (process.env.TRACE_OUT) writeFileSync(process.env.TRACE_OUT, JSON.stringify({ traceEvents: events }));
     await page.close();
   }
-  clearInterval(feeder);
+  stopFeeding();
 } finally {
   await browser?.close();
-  app.kill("SIGTERM");
+  app.stop();
   rmSync(scratch, { recursive: true, force: true });
 }

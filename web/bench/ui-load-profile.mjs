@@ -6,14 +6,14 @@
 //   node bench/ui-load-profile.mjs [processes] [runs]     default: 200 1
 //   RESCOPE_BIN=../target/release/rescope                 the binary
 //   TRACE_OUT=/tmp/load.json                              keep the last trace
+//   TRACE_CATEGORIES=viz,skia                             more trace categories
+//   HOT=20                                                hot functions listed per task
 
-import { spawn, execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { VIEWPORT, drawnAt, feedReport, launchBrowser, processesView, processesViewUrl, simulatedReport, startApp } from "../harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -21,26 +21,9 @@ const bin = process.env.RESCOPE_BIN ?? join(root, "target/release/rescope");
 const n = Number(process.argv[2] ?? 200);
 const runs = Number(process.argv[3] ?? 1);
 
-const port = await new Promise((res) => {
-  const s = createServer();
-  s.listen(0, "127.0.0.1", () => {
-    const p = s.address().port;
-    s.close(() => res(p));
-  });
-});
-const base = `http://127.0.0.1:${port}/`;
 const scratch = mkdtempSync(join(tmpdir(), "rescope-uiload-"));
-const app = spawn(bin, ["app", "--listen", `127.0.0.1:${port}`, "--window", "30s"], { stdio: "ignore" });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function post(file) {
-  const res = await fetch(`${base}api/report`, {
-    method: "POST",
-    headers: { "Content-Type": "application/msgpack", "Content-Encoding": "gzip", "X-Scope-Probe-ID": `sim-${n}` },
-    body: readFileSync(file),
-  });
-  if (!res.ok) throw new Error(`POST /api/report: ${res.status}`);
-}
+const app = await startApp(bin);
+const base = app.base;
 
 // Timestamps (ms after navigation) of the page's own steps, recorded from inside it.
 const probe = () => {
@@ -92,48 +75,14 @@ const probe = () => {
   document.addEventListener("DOMContentLoaded", () => mark("DOMContentLoaded"));
 };
 
-// Waits for the first frame with `total` nodes and returns its time (ms after
-// navigation), reading the page's record over a bare CDP session: playwright's
-// waitForFunction would first inject its helper scripts, whose compile and run
-// (~100 ms on this machine) land in the middle of the load being measured.
-async function drawnAt(page, total, timeoutMs = 60_000) {
-  const cdp = await page.context().newCDPSession(page);
-  const expression = `(r => (r && r.order >= ${total} ? r.t : 0))(window.__rescopeLastRender)`;
-  const end = Date.now() + timeoutMs;
-  try {
-    while (Date.now() < end) {
-      const { result } = await cdp.send("Runtime.evaluate", { expression, returnByValue: true });
-      if (result?.value) return result.value;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  } finally {
-    await cdp.detach().catch(() => {});
-  }
-  throw new Error(`no frame with ${total} nodes within ${timeoutMs} ms`);
-}
-
 let browser;
 try {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${base}api`)).ok) break;
-    } catch {
-      /* not up yet */
-    }
-    await sleep(100);
-  }
-  const file = join(scratch, `sim-${n}.msgpack.gz`);
-  execFileSync(bin, ["bench", "report", "--processes", String(n), "--endpoints", String(n * 2), "--containers", "20", "--hostname", `sim-${n}`, "--seed", String(n), "-o", file]);
-  await post(file);
-  const feeder = setInterval(() => post(file).catch(() => {}), 3000);
-  const total = Object.keys((await (await fetch(`${base}api/topology/processes?unconnected=show`)).json()).nodes).length;
+  const stopFeeding = await feedReport(base, simulatedReport(bin, n, scratch), n);
+  const total = Object.keys(await processesView(base)).length;
   const draws = [];
   for (let run = 0; run < runs; run++) {
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-      args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-    });
-    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    browser = await launchBrowser();
+    const page = await browser.newPage({ viewport: VIEWPORT });
     await page.addInitScript(probe);
     const cdp = await page.context().newCDPSession(page);
     const events = [];
@@ -145,11 +94,10 @@ try {
     await cdp.send("Tracing.start", {
       transferMode: "ReportEvents",
       traceConfig: {
-        includedCategories: ["devtools.timeline", "disabled-by-default-devtools.timeline", "v8", "v8.execute", "blink", "loading", "gpu", "toplevel", "netlog", "blink.user_timing"],
+        includedCategories: ["devtools.timeline", "disabled-by-default-devtools.timeline", "v8", "v8.execute", "blink", "loading", "gpu", "toplevel", "netlog", "blink.user_timing", ...(process.env.TRACE_CATEGORIES ?? "").split(",").filter(Boolean)],
       },
     });
-    const state = encodeURIComponent(JSON.stringify({ topologyId: "processes", topologyOptions: { processes: { unconnected: ["show"] } } }));
-    await page.goto(`${base}#!/state/${state}`);
+    await page.goto(processesViewUrl(base));
     const drawnMs = await drawnAt(page, total);
     const firstDraw = Math.round(drawnMs);
     draws.push(firstDraw);
@@ -168,7 +116,7 @@ try {
     const hot = (from, to) => {
       const c = new Map();
       for (const [t, d, f] of samples) if (t >= from && t <= to) c.set(f, (c.get(f) ?? 0) + d / 1000);
-      return [...c.entries()].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([f, k]) => `${f} ~${Math.round(k)}`);
+      return [...c.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.HOT ?? 6)).map(([f, k]) => `${f} ~${Math.round(k)}`);
     };
     const info = await page.evaluate(() => ({
       log: window.__loadLog,
@@ -212,11 +160,11 @@ try {
     await browser.close();
     browser = undefined;
   }
-  clearInterval(feeder);
+  stopFeeding();
   const sorted = [...draws].sort((a, b) => a - b);
   console.log(`\nfirst draw over ${runs} fresh browsers: ${draws.join(", ")} ms; median ${sorted[Math.floor(sorted.length / 2)]} ms`);
 } finally {
   await browser?.close();
-  app.kill("SIGTERM");
+  app.stop();
   rmSync(scratch, { recursive: true, force: true });
 }

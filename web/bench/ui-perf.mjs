@@ -10,14 +10,12 @@
 //
 // Prints one line per view size and a JSON summary at the end.
 
-import { spawn, execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { chromium } from "playwright-core";
+import { VIEWPORT, drawnAt, feedReport, launchBrowser, processesView, processesViewUrl, simulatedReport, sleep, startApp } from "../harness.mjs";
 import { gesture, settledFrames } from "./gesture-script.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,26 +24,9 @@ const bin = process.env.RESCOPE_BIN ?? join(root, "target/release/rescope");
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 if (sizes.length === 0) sizes.push(200, 5000);
 
-const port = await new Promise((res) => {
-  const s = createServer();
-  s.listen(0, "127.0.0.1", () => {
-    const p = s.address().port;
-    s.close(() => res(p));
-  });
-});
-const base = `http://127.0.0.1:${port}/`;
 const scratch = mkdtempSync(join(tmpdir(), "rescope-uiperf-"));
-const app = spawn(bin, ["app", "--listen", `127.0.0.1:${port}`, "--window", "30s"], { stdio: "ignore" });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function post(file, probe) {
-  const res = await fetch(`${base}api/report`, {
-    method: "POST",
-    headers: { "Content-Type": "application/msgpack", "Content-Encoding": "gzip", "X-Scope-Probe-ID": probe },
-    body: readFileSync(file),
-  });
-  if (!res.ok) throw new Error(`POST /api/report: ${res.status} ${await res.text()}`);
-}
+const app = await startApp(bin);
+const base = app.base;
 
 function pct(xs, p) {
   const s = [...xs].sort((a, b) => a - b);
@@ -64,60 +45,25 @@ async function frames(page, ms) {
   return dts;
 }
 
-// Waits for the first frame with `total` nodes and returns its time (ms after
-// navigation), reading the page's record over a bare CDP session: playwright's
-// waitForFunction would first inject its helper scripts, whose compile and run
-// (~100 ms on this machine) land in the middle of the load being measured.
-async function drawnAt(page, total, timeoutMs = 60_000) {
-  const cdp = await page.context().newCDPSession(page);
-  const expression = `(r => (r && r.order >= ${total} ? r.t : 0))(window.__rescopeLastRender)`;
-  const end = Date.now() + timeoutMs;
-  try {
-    while (Date.now() < end) {
-      const { result } = await cdp.send("Runtime.evaluate", { expression, returnByValue: true });
-      if (result?.value) return result.value;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  } finally {
-    await cdp.detach().catch(() => {});
-  }
-  throw new Error(`no frame with ${total} nodes within ${timeoutMs} ms`);
-}
-
 const results = {};
 let browser;
 try {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${base}api`)).ok) break;
-    } catch {
-      /* not up yet */
-    }
-    await sleep(100);
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-  });
+  browser = await launchBrowser();
   for (const n of sizes) {
-    const file = join(scratch, `sim-${n}.msgpack.gz`);
-    execFileSync(bin, ["bench", "report", "--processes", String(n), "--endpoints", String(n * 2), "--containers", "20", "--hostname", `sim-${n}`, "--seed", String(n), "-o", file]);
-    await post(file, `sim-${n}`);
-    const feeder = setInterval(() => post(file, `sim-${n}`).catch(() => {}), 3000);
+    const stopFeeding = await feedReport(base, simulatedReport(bin, n, scratch), n);
     // The view: this host's processes, once the app shows them (it renders a new
     // report a moment after it arrives).
     let view = {};
     let expected = 0;
     for (let i = 0; i < 100 && expected < n; i++) {
       if (i > 0) await sleep(100);
-      view = (await (await fetch(`${base}api/topology/processes?unconnected=show`)).json()).nodes ?? {};
+      view = await processesView(base);
       expected = Object.values(view).filter((x) => x.labelMinor?.startsWith(`sim-${n}`) || x.pseudo).length;
     }
     const total = Object.keys(view).length;
 
-    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-    const state = encodeURIComponent(JSON.stringify({ topologyId: "processes", topologyOptions: { processes: { unconnected: ["show"] } } }));
-    await page.goto(`${base}#!/state/${state}`);
+    const page = await browser.newPage({ viewport: VIEWPORT });
+    await page.goto(processesViewUrl(base));
     const drawnMs = await drawnAt(page, total);
     const firstDrawMs = drawnMs;
     const during = await frames(page, 2000);
@@ -125,7 +71,7 @@ try {
     const settled = await frames(page, 3000);
     await page.screenshot({ path: join(scratch, `graph-${n}.png`) });
     await page.close();
-    clearInterval(feeder);
+    stopFeeding();
     results[n] = {
       nodes: total,
       this_host: expected,
@@ -152,6 +98,6 @@ try {
   console.log(JSON.stringify(results));
 } finally {
   await browser?.close();
-  app.kill("SIGTERM");
+  app.stop();
   rmSync(scratch, { recursive: true, force: true });
 }

@@ -11,11 +11,10 @@
 
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { VIEWPORT, appAnswers, freePort, launchBrowser, sleep } from "../harness.mjs";
 import { copyDiff, installCopyCheck, watchCopy } from "./copy-check.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -23,37 +22,19 @@ const root = resolve(here, "../..");
 const rescopeBin = process.env.RESCOPE_BIN ?? join(root, "target/debug/rescope");
 const sleepers = Number(process.env.SLEEPERS ?? 420);
 
-const port = await new Promise((res) => {
-  const s = createServer();
-  s.listen(0, "127.0.0.1", () => {
-    const { port } = s.address();
-    s.close(() => res(port));
-  });
-});
+const port = await freePort();
 const base = `http://127.0.0.1:${port}/`;
 const plugins = mkdtempSync(join(tmpdir(), "rescope-copy-"));
 const app = spawn(rescopeBin, ["launch", "--listen", `127.0.0.1:${port}`, "--plugins-root", plugins], { stdio: "ignore" });
 const sleeps = [];
 for (let i = 0; i < sleepers; i++) sleeps.push(spawn("sleep", ["900"], { stdio: "ignore" }));
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let failed = false;
 let browser;
 try {
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}api`)).ok) break;
-    } catch {
-      /* not yet */
-    }
-    if (i > 100) throw new Error("the app does not answer");
-    await sleep(200);
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-  });
-  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  await appAnswers(base, 20_000);
+  browser = await launchBrowser();
+  const context = await browser.newContext({ viewport: VIEWPORT });
   await installCopyCheck(context);
   const page = await context.newPage();
   page.on("pageerror", (e) => console.log(`page error: ${e.message}`));

@@ -8,11 +8,10 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { VIEWPORT, appAnswers, freePort, launchBrowser, until } from "../harness.mjs";
 import { copyDiff, installCopyCheck, watchCopy } from "./copy-check.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -20,7 +19,6 @@ const root = resolve(here, "../..");
 const target = process.env.CARGO_TARGET_DIR ?? join(root, "target");
 const rescopeBin = process.env.RESCOPE_BIN ?? join(target, "debug/rescope");
 const iowaitBin = process.env.IOWAIT_BIN ?? join(target, "debug/rescope-iowait");
-const chromiumBin = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = join(here, "artifacts");
 mkdirSync(artifacts, { recursive: true });
 
@@ -28,17 +26,6 @@ const children = [];
 const scratch = mkdtempSync(join(tmpdir(), "rescope-e2e-"));
 const pluginsRoot = join(scratch, "plugins");
 mkdirSync(pluginsRoot, { mode: 0o755 });
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-    s.on("error", rej);
-  });
-}
 
 function start(cmd, args, name) {
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "info" } });
@@ -61,21 +48,6 @@ function stop(p) {
     p.child.kill("SIGTERM");
     setTimeout(() => p.child.kill("SIGKILL"), 5000);
   });
-}
-
-async function until(what, fn, timeoutMs = 20_000, everyMs = 200) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
 }
 
 const BUSYBOX_IMAGE = "rescope-test/busybox:latest";
@@ -123,14 +95,11 @@ let browser;
 let page;
 try {
   step = "the app answers";
-  await until("GET /api", async () => (await fetch(`${base}api`)).ok);
+  await appAnswers(base);
 
   step = "the browser opens the UI";
-  browser = await chromium.launch({
-    executablePath: chromiumBin,
-    args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-  });
-  page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  browser = await launchBrowser();
+  page = await browser.newPage({ viewport: VIEWPORT });
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(e.message));
   const t0 = Date.now();
@@ -387,7 +356,7 @@ try {
 
   step = "a link reproduces the view";
   const url = page.url();
-  const other = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  const other = await browser.newPage({ viewport: VIEWPORT });
   await other.goto(url);
   await other.waitForSelector('[data-testid="details"] [data-metric="idle"]', { timeout: 15_000 });
   const current = await other.getAttribute('[data-view="hosts"]', "aria-current");
@@ -409,7 +378,7 @@ try {
   // window is resized. A copy left different across two checks with no draw in
   // between is stale: the screen shows something sigma no longer has.
   {
-    const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+    const ctx = await browser.newContext({ viewport: VIEWPORT });
     await installCopyCheck(ctx);
     const p = await ctx.newPage();
     p.on("pageerror", (e) => pageErrors.push(e.message));

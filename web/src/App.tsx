@@ -115,6 +115,11 @@ export default function App() {
   }, []);
 
   const ready = nodesKey !== "" && nodesKey.startsWith(`${topologyId}?`);
+  // The graph's renderer is made once the first view has arrived (the key then stays
+  // set): making it blocks the page for a few hundred ms on a software GPU (WebGL
+  // contexts, shaders), and made before, it holds up that view's message, which waits
+  // behind it; made after, the view is drawn in the same task.
+  const graphWanted = nodesKey !== "";
   return (
     <div className={`app${hasSelection ? " with-details" : ""}`}>
       <header className="topbar">
@@ -162,9 +167,9 @@ export default function App() {
           <Suspense fallback={null}>
             <TableView nodes={nodes} matches={matches} />
           </Suspense>
-        ) : (
+        ) : graphWanted ? (
           <GraphView nodes={nodes} nodesKey={nodesKey} matches={matches} />
-        )}
+        ) : null}
         {ready && nodes.size === 0 && (
           <div className="empty-state">
             <p>Nothing to show in this view.</p>

@@ -95,10 +95,14 @@ class TopologySocket {
     if (useStore.getState().link !== "lost") useStore.setState({ link: "connecting" });
     ws.onopen = () => {
       this.retry = 0;
-      useStore.setState({ link: "open", linkError: null });
     };
     ws.onmessage = (ev) => {
       if (ws !== this.ws) return;
+      // The link counts as open from its first message, which comes at once: the
+      // status then changes with the view it brings, in the same frame, rather than
+      // in a frame of its own just before it (each frame costs a software GPU tens of
+      // ms, and the graph's WebGL set-up waits behind them).
+      if (useStore.getState().link !== "open") useStore.setState({ link: "open", linkError: null });
       try {
         this.queue.push(JSON.parse(String(ev.data)) as TopologyDiff);
       } catch {

@@ -2,7 +2,9 @@ import Graph from "graphology";
 import type FA2Layout from "graphology-layout-forceatlas2/worker";
 import { useEffect, useRef, useState } from "react";
 import Sigma from "sigma";
+import type { Settings } from "sigma/settings";
 import { EdgeArrowProgram, EdgeLineProgram, NodePointProgram } from "sigma/rendering";
+import { DEFAULT_EDGE_PROGRAM_CLASSES, DEFAULT_NODE_PROGRAM_CLASSES } from "sigma/settings";
 import type { NodeMap } from "../diff";
 import { useStore } from "../store";
 import type { NodeSummary } from "../types";
@@ -10,6 +12,7 @@ import { transformWhileMoving } from "./gesture";
 import { lazyLayerClears, pickingAtRestOnly, skipPickingWhileMoving } from "./layers";
 import { NODE_GAP, layeredLayout, placeNear, spiralLayout, type Point } from "./layout";
 import ShapeDotProgram from "./shapeProgram";
+import { withoutDefaults } from "./unusedProgram";
 import { heatColor, pseudoColor, rankColor, shapeCode } from "./style";
 
 /** Views up to this size get the layered layout; larger ones a force layout in a worker. */
@@ -150,6 +153,11 @@ export function fitCamera(sigma: Sigma, graph: Graph) {
   sigma.getCamera().setState({ x: 0.5, y: 0.5, ratio, angle: 0 });
 }
 
+/** Sets a sigma setting only when it differs: each change indexes the whole graph again. */
+function setIfChanged<K extends keyof Settings>(sigma: Sigma, key: K, value: Settings[K]) {
+  if (sigma.getSetting(key) !== value) sigma.setSetting(key, value);
+}
+
 function nodeSize(count: number): number {
   if (count <= 40) return 22;
   if (count <= LAYERED_MAX) return 11;
@@ -200,6 +208,8 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
   const matchRef = useRef<Set<string> | null>(null);
   const selectedRef = useRef<string | null>(null);
   const stopTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  /** A view with nodes has been drawn (until then the layers stay empty). */
+  const drewNodes = useRef(false);
   const [relayout, setRelayout] = useState(0);
   const relayoutSeen = useRef(0);
   const selectNode = useStore((s) => s.selectNode);
@@ -214,9 +224,10 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     const sigma = new Sigma(graph, container.current!, {
       // The programs of views up to DENSE_ABOVE nodes; those of denser views are added
       // when one is first shown (each program compiled costs time before the first
-      // frame on a software GPU).
-      nodeProgramClasses: { shape: ShapeDotProgram },
-      edgeProgramClasses: { arrow: EdgeArrowProgram },
+      // frame on a software GPU). Sigma's own defaults, which nothing here uses, are
+      // replaced by a program that compiles nothing (see ./unusedProgram).
+      nodeProgramClasses: withoutDefaults({ shape: ShapeDotProgram }, DEFAULT_NODE_PROGRAM_CLASSES),
+      edgeProgramClasses: withoutDefaults({ arrow: EdgeArrowProgram }, DEFAULT_EDGE_PROGRAM_CLASSES),
       defaultEdgeType: "arrow",
       defaultNodeType: "shape",
       defaultDrawNodeLabel: drawLabel as never,
@@ -287,8 +298,33 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       sigma,
       () => sigma.getCamera().isAnimated() || captor.isMoving || !!captor.draggedEvents || !!captor.currentWheelDirection,
     );
-    // Mouse pans and zooms slide the drawn layers; the view is drawn once they end.
-    const stopGestures = transformWhileMoving(sigma, captor, { stage: sigma.getCanvases().mouse, doc: document });
+    // Mouse pans and zooms slide a copy of the drawn layers; the view is drawn once
+    // they end. The copy starts once the first view is on screen and the page is idle
+    // (made with a draw of its own then): making it with the first draw would hold
+    // that draw up (a full-size canvas, three layer blits, on a software GPU too).
+    let copying = false;
+    let copyTimer: ReturnType<typeof setTimeout> | null = null;
+    let copyIdle: number | null = null;
+    const startCopying = () => {
+      copyTimer = null;
+      copyIdle = null;
+      copying = true;
+      sigma.scheduleRender();
+    };
+    const stopGestures = transformWhileMoving(sigma, captor, {
+      stage: sigma.getCanvases().mouse,
+      doc: document,
+      copyFrom: () => copying,
+    });
+    sigma.on("afterRender", () => {
+      if (copying || copyTimer !== null || copyIdle !== null || graph.order === 0) return;
+      // A moment after the first view, so the GPU process has shown it first.
+      copyTimer = setTimeout(() => {
+        copyTimer = null;
+        if (typeof requestIdleCallback === "function") copyIdle = requestIdleCallback(startCopying, { timeout: 1000 });
+        else startCopying();
+      }, 300);
+    });
     // Labels get the room between neighbouring nodes at the current zoom.
     theme.measure = () => {
       if (graph.order > LAYERED_MAX) return 180;
@@ -334,6 +370,8 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     resized?.observe(container.current!);
     return () => {
       resized?.disconnect();
+      if (copyTimer !== null) clearTimeout(copyTimer);
+      if (copyIdle !== null) cancelIdleCallback(copyIdle);
       stopGestures();
       layoutSeq.current++;
       layoutRef.current?.kill();
@@ -342,6 +380,15 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
       sigmaRef.current = null;
     };
   }, [selectNode]);
+
+  // Selection and search only change how things are drawn. Declared before the
+  // effect below so that, when the view first arrives, its draw already has them and
+  // this one does not draw the view a second time in the same task.
+  useEffect(() => {
+    selectedRef.current = selected;
+    matchRef.current = matches;
+    if (drewNodes.current) sigmaRef.current?.refresh({ skipIndexation: true });
+  }, [selected, matches]);
 
   // Keep the graph in step with the nodes.
   useEffect(() => {
@@ -358,13 +405,26 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
     layoutRef.current = null;
 
     if (nodes.size > DENSE_ABOVE && !sigma.getSetting("nodeProgramClasses").dot) {
-      sigma.setSetting("nodeProgramClasses", { shape: ShapeDotProgram, dot: NodePointProgram });
-      sigma.setSetting("edgeProgramClasses", { arrow: EdgeArrowProgram, line: EdgeLineProgram });
+      // Every program already there is kept: sigma 3.0.3's unregistering of a node
+      // program replaces its node programs by its hover programs (which draw into the
+      // hover layer), after which no node was drawn at all in views over DENSE_ABOVE.
+      sigma.setSetting("nodeProgramClasses", { ...sigma.getSetting("nodeProgramClasses"), dot: NodePointProgram });
+      sigma.setSetting("edgeProgramClasses", { ...sigma.getSetting("edgeProgramClasses"), line: EdgeLineProgram });
     }
 
     let added = 0;
     if (fresh) {
       graph.clear();
+      // Settings first, while the graph is empty: sigma indexes the whole graph again
+      // on every setting changed, and only when it changes.
+      // Small views show every label (each cut to the room it has); large ones let
+      // sigma thin them out.
+      setIfChanged(sigma, "labelDensity", large ? 0.5 : 100);
+      setIfChanged(sigma, "labelRenderedSizeThreshold", large ? 5 : 0);
+      // Large views pan and zoom with nodes only; edges and labels return when the
+      // camera stops.
+      setIfChanged(sigma, "hideEdgesOnMove", large);
+      setIfChanged(sigma, "hideLabelsOnMove", large);
       const list = [...nodes.values()];
       const pos = large ? spiralLayout(list) : layeredLayout(list);
       for (const n of list) {
@@ -422,26 +482,13 @@ export default function GraphView({ nodes, nodesKey, matches }: Props) {
         stopTimer.current = setTimeout(() => layout.stop(), fresh ? 6000 : 1500);
       });
     }
-    if (fresh) {
-      // Small views show every label (each cut to the room it has); large ones let
-      // sigma thin them out.
-      sigma.setSetting("labelDensity", large ? 0.5 : 100);
-      sigma.setSetting("labelRenderedSizeThreshold", large ? 5 : 0);
-      // Large views pan and zoom with nodes only; edges and labels return when the
-      // camera stops.
-      sigma.setSetting("hideEdgesOnMove", large);
-      sigma.setSetting("hideLabelsOnMove", large);
-      fitCamera(sigma, graph);
-    }
-    sigma.refresh();
+    if (fresh) fitCamera(sigma, graph);
+    // Until the first nodes arrive there is nothing to draw: sigma drew its empty
+    // layers when it was made, and each draw before the first view only adds GPU work
+    // in front of it.
+    if (graph.order > 0 || drewNodes.current) sigma.refresh();
+    if (graph.order > 0) drewNodes.current = true;
   }, [nodes, nodesKey, metric, dark, relayout]);
-
-  // Selection and search only change how things are drawn.
-  useEffect(() => {
-    selectedRef.current = selected;
-    matchRef.current = matches;
-    sigmaRef.current?.refresh({ skipIndexation: true });
-  }, [selected, matches]);
 
   useEffect(() => () => {
     if (stopTimer.current) clearTimeout(stopTimer.current);

@@ -115,36 +115,78 @@ describe("transformWhileMoving", () => {
     vi.restoreAllMocks();
   });
 
-  function setup(withSnapshot: boolean) {
+  function setup(withSnapshot: boolean, copyFrom?: () => boolean) {
     vi.useFakeTimers();
     const ctx = { fillStyle: "", fillRect: vi.fn(), drawImage: vi.fn() };
     vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue((withSnapshot ? ctx : null) as never);
     const { r, canvases, container } = fakeRenderer();
     const captor = { isMouseDown: false, isMoving: false, draggedEvents: 0, currentWheelDirection: 0 };
     const doc = new EventTarget();
-    const stop = transformWhileMoving(r, captor, { stage: canvases.mouse, doc, now: () => Date.now(), quietMs: 120 });
+    const stop = transformWhileMoving(r, captor, { stage: canvases.mouse, doc, now: () => Date.now(), quietMs: 120, copyFrom });
     const snap = container.querySelector(".sigma-gesture") as HTMLCanvasElement;
     return { r, canvases, captor, doc, stop, snap, ctx };
+  }
+
+  /** What is on screen: the copy (layers hidden) or the layers themselves. */
+  function shown(snap: HTMLCanvasElement, canvases: Record<string, HTMLCanvasElement>) {
+    const copy = snap.style.display === "";
+    const layers = canvases.nodes.style.opacity === "";
+    return copy === layers ? "both or neither" : copy ? "copy" : "layers";
   }
 
   it("shows a copy of every draw in place of the layers", () => {
     const { r, canvases, snap, ctx } = setup(true);
     // Nothing drawn yet: the layers show through.
-    expect(snap.style.display).toBe("none");
-    expect(canvases.nodes.style.opacity).toBe("");
+    expect(shown(snap, canvases)).toBe("layers");
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(3);
-    expect(snap.style.display).toBe("");
-    expect(canvases.nodes.style.opacity).toBe("0");
+    expect(shown(snap, canvases)).toBe("copy");
     r.render();
     expect(ctx.drawImage).toHaveBeenCalledTimes(6);
-    expect(snap.style.display).toBe("");
+    expect(shown(snap, canvases)).toBe("copy");
     // The hovered nodes' layers are never drawn alone (the other layers could not be
     // copied then): the whole view is drawn and copied instead.
     r.renderHighlightedNodes();
     expect(r.draws).toBe(3);
     expect(r.highlights).toBe(3);
     expect(ctx.drawImage).toHaveBeenCalledTimes(9);
+  });
+
+  it("shows the layers themselves until copies may start, then copies every draw", () => {
+    let copying = false;
+    const { r, canvases, snap, ctx } = setup(true, () => copying);
+    r.render();
+    expect(ctx.drawImage).toHaveBeenCalledTimes(0);
+    expect(shown(snap, canvases)).toBe("layers");
+    // Before the copy starts, hovered nodes draw alone.
+    r.renderHighlightedNodes();
+    expect(r.draws).toBe(1);
+    expect(r.highlights).toBe(2);
+    copying = true;
+    r.render();
+    expect(ctx.drawImage).toHaveBeenCalledTimes(3);
+    expect(shown(snap, canvases)).toBe("copy");
+    // Once started, every draw is copied, whatever the predicate says now.
+    copying = false;
+    r.render();
+    expect(ctx.drawImage).toHaveBeenCalledTimes(6);
+  });
+
+  it("starts the copy with a gesture that comes before copies may start", () => {
+    const { r, canvases, snap, ctx } = setup(true, () => false);
+    r.render();
+    expect(shown(snap, canvases)).toBe("layers");
+    // The gesture's first frame is drawn for real and copied; the next ones slide it.
+    canvases.mouse.dispatchEvent(new Event("wheel"));
+    r.setCamera(cam(0.5, 0.5, 0.5));
+    r.render();
+    expect(r.draws).toBe(2);
+    expect(ctx.drawImage).toHaveBeenCalledTimes(3);
+    expect(shown(snap, canvases)).toBe("copy");
+    r.setCamera(cam(0.5, 0.5, 0.25));
+    r.render();
+    expect(r.draws).toBe(2);
+    expect(snap.style.transform).not.toBe("");
   });
 
   it("covers what the layers cover, even after the container changed size", () => {

@@ -96,6 +96,14 @@ export interface GestureOptions {
   stage: EventTarget;
   /** Where moves and button-up events are listened for (sigma listens on the document). */
   doc: EventTarget;
+  /**
+   * Whether a draw may start the copy: until this first returns true after a draw (or
+   * a gesture starts, whose first frame is then drawn and copied), the layers
+   * themselves are shown; from then on every draw is copied. Lets the page put the
+   * copy (a full-size canvas, three layer blits per draw) off until after its first
+   * view is on screen. Default: always.
+   */
+  copyFrom?: () => boolean;
 }
 
 /**
@@ -218,7 +226,8 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   r.on("afterRender", () => {
     rendering = false;
     stale = false;
-    takeSnapshot();
+    // A draw during a gesture always starts the copy: the gesture's next frames slide it.
+    if (snapped || active || (opts.copyFrom?.() ?? true)) takeSnapshot();
     if (!snapped) for (const c of layers) c.style.transform = "";
   });
   // Sigma may also redraw the hovered nodes' layers alone, in a frame of their own.
@@ -228,7 +237,8 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
   const highlight = r.renderHighlightedNodes?.bind(r);
   if (highlight)
     r.renderHighlightedNodes = () => {
-      if (rendering || !snapCtx) return highlight();
+      // (Before the copy has started the layers are on screen and may be drawn alone.)
+      if (rendering || !snapCtx || !snapped) return highlight();
       if (active) {
         stale = true;
         return undefined;
@@ -263,7 +273,8 @@ export function transformWhileMoving(renderer: unknown, captor: Captor, opts: Ge
       r.renderFrame = null;
     }
     if (!snapped && snapCtx) {
-      // No copy yet (nothing drawn since the renderer was made): draw, which makes one.
+      // No copy yet (nothing drawn since the renderer was made, or copies not started
+      // yet): draw, which makes one if it may.
       return render();
     }
     const cam = camera.getState();
