@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use crate::node::{ACTIVE_CONTROLS, LatestEntry, Metric, Node, Sample};
+use crate::node::{ACTIVE_CONTROLS, Children, LatestEntry, Metric, Node, Sample};
 use crate::plugin::PluginSpec;
 use crate::report::Report;
 use crate::str::Str;
@@ -203,15 +203,67 @@ impl Node {
         self.adjacency.union_with(&other.adjacency);
         self.metrics
             .merge_with(&other.metrics, |_, mine, theirs| mine.merge_from(theirs));
-        for (id, child) in &other.children {
-            match self.children.get_mut(id) {
+        merge_children(&mut self.children, &other.children);
+    }
+}
+
+/// Merges `theirs` into `mine`. Rendering merges nodes whose children are mostly the
+/// same (a host's end points come from several views): the maps are walked side by
+/// side, a map that gains nothing is left as it is (and stays shared), and one that
+/// gains many children is built again in one go rather than by a search per child.
+fn merge_children(mine: &mut Children, theirs: &Children) {
+    if theirs.is_empty() || mine.shares(theirs) {
+        return;
+    }
+    if mine.is_empty() {
+        *mine = theirs.clone();
+        return;
+    }
+    // Their children that are new or differ, in ID order.
+    let mut gains: Vec<(&Str, &Node)> = Vec::new();
+    let mut ours = mine.iter().peekable();
+    for (id, child) in theirs.iter() {
+        while ours.next_if(|(k, _)| *k < id).is_some() {}
+        match ours.peek() {
+            Some((k, existing)) if *k == id => {
+                if *existing != child {
+                    gains.push((id, child));
+                }
+            }
+            _ => gains.push((id, child)),
+        }
+    }
+    if gains.is_empty() {
+        return;
+    }
+    if gains.len() <= mine.len() / 8 {
+        for (id, child) in gains {
+            match mine.get_mut(id) {
                 Some(existing) => existing.merge_from(child),
                 None => {
-                    self.children.insert(id.clone(), child.clone());
+                    mine.insert(id.clone(), child.clone());
                 }
             }
         }
+        return;
     }
+    let mut merged: Vec<(Str, Node)> = Vec::with_capacity(mine.len() + gains.len());
+    let mut gains = gains.into_iter().peekable();
+    for (id, existing) in mine.iter() {
+        while let Some((gid, child)) = gains.next_if(|(g, _)| *g < id) {
+            merged.push((gid.clone(), child.clone()));
+        }
+        match gains.next_if(|(g, _)| *g == id) {
+            Some((_, child)) => {
+                let mut n = existing.clone();
+                n.merge_from(child);
+                merged.push((id.clone(), n));
+            }
+            None => merged.push((id.clone(), existing.clone())),
+        }
+    }
+    merged.extend(gains.map(|(id, child)| (id.clone(), child.clone())));
+    *mine = Children::from(merged.into_iter().collect::<BTreeMap<Str, Node>>());
 }
 
 fn priority_then<T>(
