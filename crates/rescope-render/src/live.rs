@@ -1594,8 +1594,8 @@ impl EndpointStep {
         let key = Str::new(CONNECTED);
         let nodes = &mut Rc::make_mut(&mut self.out).nodes;
         for y in ys {
-            let patchable = !self.general.contains(y)
-                && self.outputs.get(y).is_none_or(|m| m.unusual == 0);
+            let patchable =
+                !self.general.contains(y) && self.outputs.get(y).is_none_or(|m| m.unusual == 0);
             let pair = bases.get(y).filter(|b| plain(b)).zip(nodes.get_mut(y));
             let (Some((b, node)), true) = (pair, patchable) else {
                 rest.push(y.clone());
