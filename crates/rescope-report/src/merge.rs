@@ -499,6 +499,49 @@ mod tests {
         GoTime::from_unix(1_700_000_000 + secs, 0).expect("in range")
     }
 
+    /// Children merged one by one, as a node's children were merged before
+    /// `merge_children` walked the maps side by side.
+    fn merge_children_one_by_one(mine: &mut Node, theirs: &Node) {
+        for (id, child) in theirs.children.iter() {
+            match mine.children.get_mut(id) {
+                Some(existing) => existing.merge_from(child),
+                None => {
+                    mine.children.insert(id.clone(), child.clone());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn children_merge_like_merging_each_child() {
+        // Their children: some new, some the same as ours, some with newer values; few
+        // or many of them, to go through both ways of merging a map.
+        for (ours, theirs, differ) in [(400, 20, 2), (100, 300, 5), (50, 50, 50), (0, 10, 0)] {
+            let mut mine = Node::new("host");
+            for i in 0..ours {
+                let c = Node::new(format!("c{i:04}")).with_latest("k", t(1), "old");
+                mine.children.insert(c.id.clone(), c);
+            }
+            let mut other = Node::new("host");
+            for i in (ours - ours.min(differ))..(ours - ours.min(differ) + theirs) {
+                let mut c = Node::new(format!("c{i:04}")).with_latest("k", t(1), "old");
+                if i < ours {
+                    c.set_latest("k", t(2), "new");
+                }
+                other.children.insert(c.id.clone(), c);
+            }
+            let mut want = mine.clone();
+            merge_children_one_by_one(&mut want, &other);
+            let mut got = mine.clone();
+            got.merge_from(&other);
+            assert_eq!(got.children, want.children, "{ours} ours, {theirs} theirs");
+            // Merging what it already holds changes nothing and keeps the map shared.
+            let before = got.children.clone();
+            got.merge_from(&other);
+            assert!(got.children.shares(&before), "{ours} ours, {theirs} theirs");
+        }
+    }
+
     #[test]
     fn latest_entries_with_later_timestamps_win() {
         let mut a = Node::new("n")
