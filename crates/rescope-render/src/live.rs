@@ -293,25 +293,22 @@ trait Sources: Default {
     fn take(&mut self, x: &Str) -> bool;
 }
 
-impl Sources for FastSet<Str> {
-    fn add(&mut self, x: Str) {
-        self.insert(x);
-    }
-    fn take(&mut self, x: &Str) -> bool {
-        self.remove(x);
-        self.is_empty()
-    }
+/// [`Sources`] for sets with `insert`, `remove` and `is_empty`.
+macro_rules! sources {
+    ($($set:ty),*) => {$(
+        impl Sources for $set {
+            fn add(&mut self, x: Str) {
+                self.insert(x);
+            }
+            fn take(&mut self, x: &Str) -> bool {
+                self.remove(x);
+                self.is_empty()
+            }
+        }
+    )*};
 }
 
-impl Sources for BTreeSet<Str> {
-    fn add(&mut self, x: Str) {
-        self.insert(x);
-    }
-    fn take(&mut self, x: &Str) -> bool {
-        self.remove(x);
-        self.is_empty()
-    }
-}
+sources!(FastSet<Str>, BTreeSet<Str>);
 
 impl<S: Sources> Relation<S> {
     fn clear(&mut self) {
