@@ -98,10 +98,31 @@ fn main() {
         let take = cpu() - t;
         let changed: usize = changes.nodes.iter().map(|s| s.len()).sum();
         let stamped: usize = changes.stamped.iter().map(|s| s.len()).sum();
+        let mut changes = changes;
+        if std::env::var("DROP_MEASURED").is_ok() {
+            for i in 0..changes.nodes.len() {
+                let m = std::mem::take(&mut changes.measured[i]);
+                changes.nodes[i].retain(|id| !m.contains(id));
+            }
+        }
         let t = cpu();
         let views = live.update(store.report(), &changes);
         let update = cpu() - t;
         let measured: usize = changes.measured.iter().map(|s| s.len()).sum();
+        let by_kind: Vec<String> = rescope_report::TopologyKind::ALL
+            .iter()
+            .filter(|k| !changes.nodes[k.index()].is_empty())
+            .map(|k| {
+                let i = k.index();
+                format!(
+                    "{} {}/{}/{}",
+                    k.name(),
+                    changes.nodes[i].len(),
+                    changes.measured[i].len(),
+                    changes.stamped[i].len()
+                )
+            })
+            .collect();
         let t = cpu();
         let report = store.report();
         let mut bytes = 0;
@@ -126,9 +147,10 @@ fn main() {
             .map(|(name, d)| format!("{name} {:.0}", ms(*d)))
             .collect();
         println!(
-            "pass {pass}: {batch} reports applied {:.0} ms, merge fields {:.0} ms ({changed} nodes changed: {measured} in metrics only, {stamped} in times only); views {:.0} ms [{}]; {summarised} summaries {:.0} ms ({} kB); RSS {:.0} MiB",
+            "pass {pass}: {batch} reports applied {:.0} ms, merge fields {:.0} ms ({changed} nodes changed: {measured} in metrics only, {stamped} in times only; changed/measured/stamped by topology: {}); views {:.0} ms [{}]; {summarised} summaries {:.0} ms ({} kB); RSS {:.0} MiB",
             ms(apply),
             ms(take),
+            by_kind.join(", "),
             ms(update),
             steps.join(", "),
             ms(summaries),

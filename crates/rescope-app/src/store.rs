@@ -12,13 +12,14 @@
 //! [`Store::take_changes`] says which merged nodes changed since it was last called,
 //! which is what the incremental views ([`rescope_render::live`]) work from.
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use rescope_render::live::ReportChanges;
 use rescope_report::delta::{apply_delta_node, keep_history};
+use rescope_report::fasthash::{FastMap, FastSet};
 use rescope_report::topology::TOPOLOGY_COUNT;
 use rescope_report::{GoTime, Node, Report, Str, Topology, TopologyKind};
 
@@ -37,9 +38,9 @@ struct Probe {
     /// plugins and the report's own fields.
     meta: Report,
     /// The nodes it reports, by topology.
-    ids: Vec<HashSet<Str>>,
+    ids: Vec<FastSet<Str>>,
     /// Those of its nodes that hold metric samples (which age out).
-    sampled: HashSet<(usize, Str)>,
+    sampled: FastSet<(usize, Str)>,
     reports: u64,
 }
 
@@ -56,23 +57,23 @@ pub struct Store {
     /// Merged nodes without a topology ("part-merged": delta nodes whose full report
     /// is gone), by topology.
     partial: Vec<BTreeMap<Str, Node>>,
-    owners: Vec<HashMap<Str, Owners>>,
+    owners: Vec<FastMap<Str, Owners>>,
     /// For nodes more than one probe reports: each probe's version.
-    shared: HashMap<(usize, Str), BTreeMap<u32, Node>>,
+    shared: FastMap<(usize, Str), BTreeMap<u32, Node>>,
     changes: ReportChanges,
     /// Whether the report-level fields must be merged again.
     meta_dirty: bool,
 }
 
 fn meta_equal(a: &Topology, b: &Topology) -> bool {
-    a.shape == b.shape
-        && a.tag == b.tag
-        && a.label == b.label
-        && a.label_plural == b.label_plural
-        && a.controls == b.controls
-        && a.metadata_templates == b.metadata_templates
-        && a.metric_templates == b.metric_templates
-        && a.table_templates == b.table_templates
+    fn meta(t: &Topology) -> impl PartialEq + '_ {
+        (
+            (&t.shape, &t.tag, &t.label, &t.label_plural),
+            (&t.controls, &t.metadata_templates),
+            (&t.metric_templates, &t.table_templates),
+        )
+    }
+    meta(a) == meta(b)
 }
 
 fn set_meta(t: &mut Topology, m: Topology) {
@@ -112,8 +113,8 @@ impl Store {
             free: Vec::new(),
             merged: Report::empty(),
             partial: vec![BTreeMap::new(); TOPOLOGY_COUNT],
-            owners: vec![HashMap::new(); TOPOLOGY_COUNT],
-            shared: HashMap::new(),
+            owners: vec![FastMap::default(); TOPOLOGY_COUNT],
+            shared: FastMap::default(),
             changes: ReportChanges::new(),
             meta_dirty: false,
         }
@@ -154,8 +155,8 @@ impl Store {
         }
         let probe = Probe {
             meta: Report::empty(),
-            ids: vec![HashSet::new(); TOPOLOGY_COUNT],
-            sampled: HashSet::new(),
+            ids: vec![FastSet::default(); TOPOLOGY_COUNT],
+            sampled: FastSet::default(),
             reports: 0,
         };
         let slot = match self.free.pop() {
@@ -203,7 +204,7 @@ impl Store {
         }
         probe.reports += 1;
         self.meta_dirty = true;
-        let mut touched: HashSet<(usize, Str)> = HashSet::new();
+        let mut touched: FastSet<(usize, Str)> = FastSet::default();
         for (k, incoming) in TopologyKind::ALL.into_iter().zip(nodes) {
             if kind == ReportKind::Full {
                 let gone: Vec<Str> = self
@@ -581,12 +582,13 @@ fn only_metrics(d: &Node) -> bool {
 
 /// Whether `new` says what `old` said but for metrics and the times of values.
 fn same_but_measures(old: &Node, new: &Node) -> bool {
-    old.id == new.id
-        && old.topology == new.topology
-        && old.adjacency == new.adjacency
-        && old.sets == new.sets
-        && old.parents == new.parents
-        && old.children == new.children
+    fn said(n: &Node) -> impl PartialEq + '_ {
+        (
+            (&n.id, &n.topology, &n.adjacency),
+            (&n.sets, &n.parents, &n.children),
+        )
+    }
+    said(old) == said(new)
         && old.latest.len() == new.latest.len()
         && old
             .latest

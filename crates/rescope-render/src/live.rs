@@ -278,25 +278,46 @@ impl ReportChanges {
     }
 }
 
-/// Edges of a collection's nodes, kept both ways.
+/// A relation from each node to a list of others (the targets of its edges, or the
+/// outputs an input goes to), kept both ways: `S` holds the nodes related to one.
 #[derive(Debug, Default)]
-struct Edges {
+struct Relation<S> {
     out: FastMap<Str, Vec<Str>>,
-    into: FastMap<Str, FastSet<Str>>,
+    into: FastMap<Str, S>,
 }
 
-impl Edges {
+/// The set [`Relation`] keeps the other way.
+trait Sources: Default {
+    fn add(&mut self, x: Str);
+    /// Takes `x` out; true if none are left.
+    fn take(&mut self, x: &Str) -> bool;
+}
+
+/// [`Sources`] for sets with `insert`, `remove` and `is_empty`.
+macro_rules! sources {
+    ($($set:ty),*) => {$(
+        impl Sources for $set {
+            fn add(&mut self, x: Str) {
+                self.insert(x);
+            }
+            fn take(&mut self, x: &Str) -> bool {
+                self.remove(x);
+                self.is_empty()
+            }
+        }
+    )*};
+}
+
+sources!(FastSet<Str>, BTreeSet<Str>);
+
+impl<S: Sources> Relation<S> {
     fn clear(&mut self) {
         self.out.clear();
         self.into.clear();
     }
 
-    /// Sets the targets of `x`'s edges; true if they changed.
-    fn set(&mut self, x: &Str, new: Vec<Str>) -> bool {
-        self.replace(x, new).is_some()
-    }
-
-    /// Sets the targets of `x`'s edges; the old ones if they changed.
+    /// Relates `x` to `new` (to nothing when empty); what it was related to before, if
+    /// that changed.
     fn replace(&mut self, x: &Str, new: Vec<Str>) -> Option<Vec<Str>> {
         let old = if new.is_empty() {
             self.out.remove(x)
@@ -308,22 +329,29 @@ impl Edges {
             return None;
         }
         for t in &old {
-            if let Some(r) = self.into.get_mut(t) {
-                r.remove(x);
-                if r.is_empty() {
-                    self.into.remove(t);
-                }
+            if self.into.get_mut(t).is_some_and(|r| r.take(x)) {
+                self.into.remove(t);
             }
         }
         for t in new {
-            self.into.entry(t).or_default().insert(x.clone());
+            self.into.entry(t).or_default().add(x.clone());
         }
         Some(old)
     }
 
-    /// The targets of `x`'s edges.
+    /// What `x` is related to.
     fn of(&self, x: &str) -> &[Str] {
         self.out.get(x).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Edges of a collection's nodes: targets, and the nodes pointing at each.
+type Edges = Relation<FastSet<Str>>;
+
+impl Edges {
+    /// Sets the targets of `x`'s edges; true if they changed.
+    fn set(&mut self, x: &Str, new: Vec<Str>) -> bool {
+        self.replace(x, new).is_some()
     }
 
     /// The nodes with an edge to `target`.
@@ -339,48 +367,25 @@ fn targets(node: Option<&Node>) -> Vec<Str> {
 
 /// Which outputs each input goes to, and which inputs make up each output (in input
 /// order, which is the order a full render visits them in).
-#[derive(Debug, Default)]
-struct Routing {
-    routes: FastMap<Str, Vec<Str>>,
-    members: FastMap<Str, BTreeSet<Str>>,
-}
+type Routing = Relation<BTreeSet<Str>>;
 
 impl Routing {
-    fn clear(&mut self) {
-        self.routes.clear();
-        self.members.clear();
-    }
-
     /// Sets the outputs of input `x` (none when it is gone); outputs it joins or
     /// leaves go to `dirty`. True if they changed.
-    fn set(&mut self, x: &Str, new: Vec<Str>, dirty: &mut FastSet<Str>) -> bool {
-        let old = if new.is_empty() {
-            self.routes.remove(x)
-        } else {
-            self.routes.insert(x.clone(), new.clone())
-        }
-        .unwrap_or_default();
-        if old == new {
-            return false;
-        }
-        for y in &old {
-            if let Some(m) = self.members.get_mut(y) {
-                m.remove(x);
-                if m.is_empty() {
-                    self.members.remove(y);
-                }
+    fn route(&mut self, x: &Str, new: Vec<Str>, dirty: &mut FastSet<Str>) -> bool {
+        match self.replace(x, new) {
+            Some(old) => {
+                dirty.extend(old);
+                dirty.extend(self.of(x).iter().cloned());
+                true
             }
-            dirty.insert(y.clone());
+            None => false,
         }
-        for y in new {
-            self.members.entry(y.clone()).or_default().insert(x.clone());
-            dirty.insert(y);
-        }
-        true
     }
 
-    fn of(&self, x: &str) -> &[Str] {
-        self.routes.get(x).map_or(&[], Vec::as_slice)
+    /// The inputs that make up output `y`.
+    fn members(&self, y: &str) -> Option<&BTreeSet<Str>> {
+        self.into.get(y)
     }
 }
 
@@ -525,7 +530,7 @@ impl MapStep {
             // Outputs that adopt `x` as a child depend on its structure only; outputs it
             // passes through to, and outputs that merge it (no children), on all of it.
             let structural = changes.all || changes.structure.contains(x) || !m.add_children;
-            if self.routing.set(x, ids.clone(), &mut dirty) {
+            if self.routing.route(x, ids.clone(), &mut dirty) {
                 rerouted.push(x.clone());
             } else if structural {
                 dirty.extend(ids);
@@ -551,7 +556,7 @@ impl MapStep {
 
 /// Output `y` of a mapper, as [`Mapper::apply`] builds it.
 fn build_mapped(m: &Mapper<'_>, input: &Nodes, routing: &Routing, y: &Str) -> Option<Node> {
-    let members = routing.members.get(y)?;
+    let members = routing.members(y)?;
     let mut node: Option<Node> = None;
     for xid in members {
         let Some(x) = input.get(xid) else { continue };
@@ -891,31 +896,38 @@ impl GroupStep {
         changes: &Changes,
     ) -> Changes {
         debug_assert!(m.add_children);
+        let mut touched: FastMap<Str, Recheck> = FastMap::default();
         let xs: Vec<Str> = if changes.all {
             let mut xs: FastSet<Str> = self.contributions.keys().cloned().collect();
             xs.extend(input.keys().cloned());
             xs.into_iter().collect()
         } else {
-            changes.ids().cloned().collect()
+            // New metrics leave routes and what the input brings as they were: only
+            // outputs it passes through to, and outputs built the general way, see them
+            // (measured inputs are in the input, as every changed-in-content one is).
+            let mut xs: Vec<Str> = changes.structure.iter().cloned().collect();
+            let measured = |x: &Str| changes.measured.contains(x);
+            xs.extend(changes.content.iter().filter(|x| !measured(x)).cloned());
+            for x in &changes.measured {
+                if changes.structure.contains(x) {
+                    continue;
+                }
+                if !self.contributions.contains_key(x) {
+                    xs.push(x.clone());
+                    continue;
+                }
+                for y in self.routing.of(x) {
+                    if y == x || self.general.contains(y) {
+                        touched.entry(y.clone()).or_default();
+                    }
+                }
+            }
+            xs
         };
-        let mut touched: FastMap<Str, Recheck> = FastMap::default();
         // New routes and contributions first; nothing is accounted yet.
         let mut fresh: Vec<(Str, Vec<Str>, Option<Contribution>)> = Vec::with_capacity(xs.len());
         for x in xs {
             let node = input.get(&x);
-            // New metrics leave routes and what the input brings as they were.
-            if !changes.all
-                && changes.measured.contains(&x)
-                && node.is_some()
-                && self.contributions.contains_key(&x)
-            {
-                for y in self.routing.of(&x) {
-                    if *y == x || self.general.contains(y) {
-                        touched.entry(y.clone()).or_default();
-                    }
-                }
-                continue;
-            }
             let ids: Vec<Str> = node.map(ids).unwrap_or_default();
             // A change of content leaves what the input brings as it was.
             let content_only = !changes.all
@@ -1013,7 +1025,7 @@ impl GroupStep {
         let mut ignored = FastSet::default();
         for (x, ids, c) in &fresh {
             let old = self.routing.of(x).to_vec();
-            if self.routing.set(x, ids.clone(), &mut ignored) {
+            if self.routing.route(x, ids.clone(), &mut ignored) {
                 rerouted.insert(x.clone(), old);
             }
             if m.remap_edges {
@@ -1488,16 +1500,13 @@ impl EndpointStep {
                     );
                 }
             }
-            for y in base.ids() {
-                touched.entry(y.clone()).or_default().base = true;
-            }
         }
         // Route them anew; end points with edges to moved ones see their edges move.
         let mut rerouted: Vec<(Str, Vec<Str>)> = Vec::new();
         let mut ignored = FastSet::default();
         for (eid, new) in &moved {
             let old = self.routing.of(eid).to_vec();
-            if self.routing.set(eid, new.clone(), &mut ignored) {
+            if self.routing.route(eid, new.clone(), &mut ignored) {
                 rerouted.push((eid.clone(), old));
             }
         }
@@ -1547,7 +1556,58 @@ impl EndpointStep {
                 );
             }
         }
-        self.settle(report, local, now, target, index, touched, measured, all)
+        let mut changes = Changes::default();
+        if !all {
+            // Outputs whose own node changed in its metrics only, and nothing else of
+            // them, take the new values in place; the others are settled below.
+            let mut remeasured: Vec<&Str> = Vec::new();
+            for y in base.ids() {
+                if measured.is_some_and(|m| m.contains(y)) && !touched.contains_key(y) {
+                    remeasured.push(y);
+                } else {
+                    touched.entry(y.clone()).or_default().base = true;
+                }
+            }
+            for y in self.remeasure(report, remeasured, &mut changes) {
+                touched.entry(y).or_default().base = true;
+            }
+        }
+        let settled = self.settle(report, local, now, target, index, touched, measured, all);
+        changes.merge(&settled);
+        changes
+    }
+
+    /// Copies the metrics and value times of the report's nodes `ys` into their
+    /// outputs, which are that node plus what their end points bring (children and
+    /// edges, which did not change) and the connected mark, and notes them as measured.
+    /// Gives back the outputs this does not describe (built the general way, new, or
+    /// whose node brings more than its values), to be settled the usual way.
+    fn remeasure(&mut self, report: &Report, ys: Vec<&Str>, changes: &mut Changes) -> Vec<Str> {
+        let mut rest = Vec::new();
+        if ys.is_empty() {
+            return rest;
+        }
+        let bases = &report[self.kind].nodes;
+        let key = Str::new(CONNECTED);
+        let nodes = &mut Rc::make_mut(&mut self.out).nodes;
+        for y in ys {
+            let patchable =
+                !self.general.contains(y) && self.outputs.get(y).is_none_or(|m| m.unusual == 0);
+            let pair = bases.get(y).filter(|b| plain(b)).zip(nodes.get_mut(y));
+            let (Some((b, node)), true) = (pair, patchable) else {
+                rest.push(y.clone());
+                continue;
+            };
+            node.metrics = b.metrics.clone();
+            let connected = node.latest.get(CONNECTED).cloned();
+            node.latest = b.latest.clone();
+            if let Some(c) = connected {
+                node.latest.insert(key.clone(), c);
+            }
+            changes.content.insert(y.clone());
+            changes.measured.insert(y.clone());
+        }
+        rest
     }
 
     /// Output `y` the general way (as `map_endpoints` builds it).
@@ -1563,7 +1623,7 @@ impl EndpointStep {
     ) -> Option<Node> {
         let endpoints = &report[TopologyKind::Endpoint].nodes;
         let base_node = report[self.kind].nodes.get(y);
-        let Some(members) = self.routing.members.get(y) else {
+        let Some(members) = self.routing.members(y) else {
             return base_node.cloned();
         };
         let mut node = match base_node {
@@ -1640,7 +1700,7 @@ impl EndpointStep {
         let mut accounted: FastSet<Str> = FastSet::default();
         for (y, t) in &touched {
             let base_node = bases.get(y);
-            let members = self.routing.members.get(y);
+            let members = self.routing.members(y);
             if members.is_none() {
                 self.outputs.remove(y);
             }
@@ -2224,6 +2284,7 @@ impl LiveViews {
             p,
             &processes,
         );
+        lap(&mut timings, "containers: processes");
         // End points whose container by address may have changed: those under an
         // address or port the index now maps differently.
         let mut readdressed: FastSet<Str> = FastSet::default();
@@ -2269,6 +2330,7 @@ impl LiveViews {
             &self.endpoints,
             all,
         );
+        lap(&mut timings, "containers: end points");
         let merged = self.containers_merged.update(
             &[
                 &self.containers_from_processes.out.nodes,
@@ -2342,12 +2404,14 @@ impl LiveViews {
             &self.endpoints,
             all,
         );
+        lap(&mut timings, "hosts: end points");
         let from_processes = self.hosts_from_processes.update(
             &hosts_mapper(now, true, &hosts_of),
             &host_ids,
             p,
             &processes,
         );
+        lap(&mut timings, "hosts: processes");
         let from_containers = self.hosts_from_containers.update(
             &hosts_mapper(now, true, &hosts_of),
             &host_ids,
@@ -2360,6 +2424,7 @@ impl LiveViews {
             &self.images.out.nodes,
             &images,
         );
+        lap(&mut timings, "hosts: containers, images");
         let hosts = self.hosts.update(
             &[
                 &self.hosts_from_endpoints.out.nodes,

@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use crate::node::{ACTIVE_CONTROLS, LatestEntry, Metric, Node, Sample};
+use crate::node::{ACTIVE_CONTROLS, Children, LatestEntry, Metric, Node, Sample};
 use crate::plugin::PluginSpec;
 use crate::report::Report;
 use crate::str::Str;
@@ -203,15 +203,67 @@ impl Node {
         self.adjacency.union_with(&other.adjacency);
         self.metrics
             .merge_with(&other.metrics, |_, mine, theirs| mine.merge_from(theirs));
-        for (id, child) in &other.children {
-            match self.children.get_mut(id) {
+        merge_children(&mut self.children, &other.children);
+    }
+}
+
+/// Merges `theirs` into `mine`. Rendering merges nodes whose children are mostly the
+/// same (a host's end points come from several views): the maps are walked side by
+/// side, a map that gains nothing is left as it is (and stays shared), and one that
+/// gains many children is built again in one go rather than by a search per child.
+fn merge_children(mine: &mut Children, theirs: &Children) {
+    if theirs.is_empty() || mine.shares(theirs) {
+        return;
+    }
+    if mine.is_empty() {
+        *mine = theirs.clone();
+        return;
+    }
+    // Their children that are new or differ, in ID order.
+    let mut gains: Vec<(&Str, &Node)> = Vec::new();
+    let mut ours = mine.iter().peekable();
+    for (id, child) in theirs.iter() {
+        while ours.next_if(|(k, _)| *k < id).is_some() {}
+        match ours.peek() {
+            Some((k, existing)) if *k == id => {
+                if *existing != child {
+                    gains.push((id, child));
+                }
+            }
+            _ => gains.push((id, child)),
+        }
+    }
+    if gains.is_empty() {
+        return;
+    }
+    if gains.len() <= mine.len() / 8 {
+        for (id, child) in gains {
+            match mine.get_mut(id) {
                 Some(existing) => existing.merge_from(child),
                 None => {
-                    self.children.insert(id.clone(), child.clone());
+                    mine.insert(id.clone(), child.clone());
                 }
             }
         }
+        return;
     }
+    let mut merged: Vec<(Str, Node)> = Vec::with_capacity(mine.len() + gains.len());
+    let mut gains = gains.into_iter().peekable();
+    for (id, existing) in mine.iter() {
+        while let Some((gid, child)) = gains.next_if(|(g, _)| *g < id) {
+            merged.push((gid.clone(), child.clone()));
+        }
+        match gains.next_if(|(g, _)| *g == id) {
+            Some((_, child)) => {
+                let mut n = existing.clone();
+                n.merge_from(child);
+                merged.push((id.clone(), n));
+            }
+            None => merged.push((id.clone(), existing.clone())),
+        }
+    }
+    merged.extend(gains.map(|(id, child)| (id.clone(), child.clone())));
+    *mine = Children::from(merged.into_iter().collect::<BTreeMap<Str, Node>>());
 }
 
 fn priority_then<T>(
@@ -445,6 +497,49 @@ mod tests {
 
     fn t(secs: i64) -> GoTime {
         GoTime::from_unix(1_700_000_000 + secs, 0).expect("in range")
+    }
+
+    /// Children merged one by one, as a node's children were merged before
+    /// `merge_children` walked the maps side by side.
+    fn merge_children_one_by_one(mine: &mut Node, theirs: &Node) {
+        for (id, child) in theirs.children.iter() {
+            match mine.children.get_mut(id) {
+                Some(existing) => existing.merge_from(child),
+                None => {
+                    mine.children.insert(id.clone(), child.clone());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn children_merge_like_merging_each_child() {
+        // Their children: some new, some the same as ours, some with newer values; few
+        // or many of them, to go through both ways of merging a map.
+        for (ours, theirs, differ) in [(400, 20, 2), (100, 300, 5), (50, 50, 50), (0, 10, 0)] {
+            let mut mine = Node::new("host");
+            for i in 0..ours {
+                let c = Node::new(format!("c{i:04}")).with_latest("k", t(1), "old");
+                mine.children.insert(c.id.clone(), c);
+            }
+            let mut other = Node::new("host");
+            for i in (ours - ours.min(differ))..(ours - ours.min(differ) + theirs) {
+                let mut c = Node::new(format!("c{i:04}")).with_latest("k", t(1), "old");
+                if i < ours {
+                    c.set_latest("k", t(2), "new");
+                }
+                other.children.insert(c.id.clone(), c);
+            }
+            let mut want = mine.clone();
+            merge_children_one_by_one(&mut want, &other);
+            let mut got = mine.clone();
+            got.merge_from(&other);
+            assert_eq!(got.children, want.children, "{ours} ours, {theirs} theirs");
+            // Merging what it already holds changes nothing and keeps the map shared.
+            let before = got.children.clone();
+            got.merge_from(&other);
+            assert!(got.children.shares(&before), "{ours} ours, {theirs} theirs");
+        }
     }
 
     #[test]

@@ -110,6 +110,17 @@ impl DerefMut for Children {
     }
 }
 
+impl Children {
+    /// Whether both are the very same map (shared, so equal without looking).
+    pub fn shares(&self, other: &Children) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
 impl PartialEq for Children {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
