@@ -486,6 +486,15 @@ fn read_uid(fs: &ProcFs, pid: u32, buf: &mut Vec<u8>) -> Option<u32> {
 mod tests {
     use super::*;
 
+    /// Writes files of a made-up `/proc` under `root`, making their directories.
+    fn file_writer(root: &std::path::Path) -> impl Fn(&str, &str) + '_ {
+        move |rel, content| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, content).expect("write");
+        }
+    }
+
     #[test]
     fn sees_this_process_and_a_socket_it_opens() {
         let mut w = ProcessWalker::new("/proc", false);
@@ -519,11 +528,7 @@ mod tests {
     fn a_fixture_tree_with_vanishing_and_odd_processes_is_walked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let write = |rel: &str, content: &str| {
-            let p = root.join(rel);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(p, content).expect("write");
-        };
+        let write = file_writer(root);
         write(
             "10/stat",
             "10 (web server) S 1 10 10 0 -1 4194560 0 0 0 0 300 100 0 0 20 0 4 0 500 0 256 0\n",
@@ -580,11 +585,7 @@ mod tests {
     fn an_idle_single_threaded_process_is_read_again_only_when_it_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let write = |rel: &str, content: &str| {
-            let p = root.join(rel);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(p, content).expect("write");
-        };
+        let write = file_writer(root);
         let stat = |ppid: u32, utime: u32| {
             format!(
                 "20 (idle) S {ppid} 20 20 0 -1 4194560 0 0 0 0 {utime} 0 0 0 20 0 1 0 700 0 50 0\n"
@@ -641,11 +642,7 @@ mod tests {
     fn sockets_are_searched_again_only_in_processes_that_ran_since_their_fds_were_read() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let write = |rel: &str, content: &str| {
-            let p = root.join(rel);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(p, content).expect("write");
-        };
+        let write = file_writer(root);
         let link = |fd: u32, inode: u64| {
             let p = root.join(format!("30/fd/{fd}"));
             let _ = std::fs::remove_file(&p);
