@@ -51,6 +51,25 @@ async fn wait_for<T>(
     panic!("timed out waiting for {what} at {url}");
 }
 
+/// Runs `host_exec` on `host` through the app; its JSON answer (with `pipe` when the
+/// terminal opened).
+async fn open_host_terminal(
+    http: &reqwest::Client,
+    base: &str,
+    probe_id: &str,
+    host: &str,
+) -> serde_json::Value {
+    http.post(format!(
+        "{base}/api/control/{probe_id}/{host}%3B%3Chost%3E/host_exec"
+    ))
+    .send()
+    .await
+    .expect("POST")
+    .json()
+    .await
+    .expect("json")
+}
+
 /// Waits for `host` in the app's raw report and checks that its probe defined no host
 /// controls.
 async fn expect_no_host_controls(http: &reqwest::Client, base: &str, host: &str) {
@@ -369,16 +388,7 @@ async fn launch_opens_a_host_terminal_without_a_websocket_to_itself() {
         v.as_array()?.first()?["id"].as_str().map(str::to_string)
     })
     .await;
-    let opened: serde_json::Value = http
-        .post(format!(
-            "{base}/api/control/{probe_id}/launchterm%3B%3Chost%3E/host_exec"
-        ))
-        .send()
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("json");
+    let opened = open_host_terminal(&http, &base, &probe_id, "launchterm").await;
     let pipe = opened["pipe"]
         .as_str()
         .unwrap_or_else(|| panic!("{opened}"));
@@ -476,17 +486,7 @@ async fn the_container_image_probes_the_host_and_opens_a_host_shell() {
         v.as_array()?.first()?["id"].as_str().map(str::to_string)
     })
     .await;
-    let opened: serde_json::Value = http
-        .post(format!(
-            "{base}/api/control/{probe_id}/{}%3B%3Chost%3E/host_exec",
-            host
-        ))
-        .send()
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("json");
+    let opened = open_host_terminal(&http, &base, &probe_id, &host).await;
     let pipe = opened["pipe"]
         .as_str()
         .unwrap_or_else(|| panic!("{opened}; probe log: {}", logs()));
