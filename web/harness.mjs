@@ -62,6 +62,29 @@ export function launchBrowser() {
   });
 }
 
+/**
+ * A deadline for a step that may never finish (a page.evaluate in a browser that died,
+ * say: playwright gives those no timeout). `arm(what, ms)` starts or restarts it; when
+ * it passes, it prints what was running, calls `cleanup` (close the browser, stop the
+ * app) and ends the process with status 1 so a bench never hangs. `stop()` disarms it.
+ */
+export function watchdog(cleanup) {
+  let timer;
+  const stop = () => clearTimeout(timer);
+  const arm = (what, ms) => {
+    stop();
+    timer = setTimeout(async () => {
+      console.error(`no result after ${ms} ms while ${what}: giving up`);
+      try {
+        await Promise.race([cleanup(), sleep(5000)]);
+      } finally {
+        process.exit(1);
+      }
+    }, ms);
+  };
+  return { arm, stop };
+}
+
 /** The window size every benchmark and check uses. */
 export const VIEWPORT = { width: 1440, height: 900 };
 

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { VIEWPORT, drawnAt, feedReport, launchBrowser, processesView, processesViewUrl, simulatedReport, sleep, startApp } from "../harness.mjs";
+import { VIEWPORT, drawnAt, feedReport, launchBrowser, processesView, processesViewUrl, simulatedReport, sleep, startApp, watchdog } from "../harness.mjs";
 import { gesture, settledFrames } from "./gesture-script.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -47,9 +47,16 @@ async function frames(page, ms) {
 
 const results = {};
 let browser;
+// Every size gets a few minutes (a 5,000-node page takes well under one); a browser
+// that dies mid-measure ends the run with an error instead of leaving it waiting.
+const deadline = watchdog(async () => {
+  app.stop();
+  await browser?.close();
+});
 try {
   browser = await launchBrowser();
   for (const n of sizes) {
+    deadline.arm(`measuring the ${n}-process view`, 180_000);
     const stopFeeding = await feedReport(base, simulatedReport(bin, n, scratch), n);
     // The view: this host's processes, once the app shows them (it renders a new
     // report a moment after it arrives).
@@ -97,6 +104,7 @@ try {
   console.log(`bundle: ${results.bundle_gzip_kb} kB gzip`);
   console.log(JSON.stringify(results));
 } finally {
+  deadline.stop();
   await browser?.close();
   app.stop();
   rmSync(scratch, { recursive: true, force: true });
