@@ -662,6 +662,12 @@ impl Worker {
         let spec = catalog::view(view)?;
         let key = cache_key("listing", view, query);
         let live = self.live.view(view).is_some();
+        if live && self.listings.get(&key).is_some_and(|l| l.pass == self.pass) {
+            // Current: nothing to select or summarise again.
+            let listing = self.listings.get_mut(&key)?;
+            listing.used = Instant::now();
+            return Some(listing);
+        }
         let known = if live {
             self.listings
                 .get(&key)
@@ -698,9 +704,6 @@ impl Worker {
             used: Instant::now(),
         });
         listing.used = Instant::now();
-        if live && listing.pass == self.pass {
-            return Some(listing);
-        }
         let known = known.filter(|_| selection.prune == listing.prune);
         let selected = rescope_render::Selected {
             base: base.clone(),
@@ -717,6 +720,53 @@ impl Worker {
                     .collect(),
                 _ => HashSet::new(),
             };
+            let fresh = |id: &Str, node: &rescope_report::Node| {
+                let mut s = summary::summarize_with(node, report, false, &label)?;
+                s.adjacency = selected.adjacency(id, node).cloned().collect();
+                Entry::new(id, s).ok()
+            };
+            let metrics_only = |changes: &Changes, id: &Str| {
+                changes.measured.contains(id) && !changes.structure.contains(id)
+            };
+            match &known {
+                // Only the nodes named may have changed, and nothing else of the
+                // selection: patch those, keep the rest as they are.
+                Some((changes, parents))
+                    if !changes.all
+                        && parents.is_empty()
+                        && flipped.is_empty()
+                        && selected.selection.removed == listing.removed =>
+                {
+                    let mut entries = Arc::unwrap_or_clone(std::mem::take(&mut listing.entries));
+                    for id in changes.ids() {
+                        let node = selected
+                            .base
+                            .nodes
+                            .get(id)
+                            .filter(|_| selected.selection.keeps(id));
+                        let Some(node) = node else {
+                            entries.remove(id);
+                            continue;
+                        };
+                        let patched = entries
+                            .get(id)
+                            .filter(|_| metrics_only(changes, id))
+                            .and_then(|e| {
+                                e.with_metrics(&summary::listing_metrics(node, report)).ok()
+                            });
+                        match patched.or_else(|| fresh(id, node)) {
+                            Some(e) => {
+                                entries.insert(id.clone(), e);
+                            }
+                            None => {
+                                entries.remove(id);
+                            }
+                        }
+                    }
+                    return Some(Self::current(listing, entries, selected, self.pass));
+                }
+                _ => {}
+            }
             let old = &listing.entries;
             let mut entries = Summaries::new();
             for (id, node) in selected.nodes() {
@@ -739,35 +789,32 @@ impl Worker {
                     }
                 });
                 let entry = match reuse {
-                    Some((e, false)) => e.clone(),
-                    Some((e, true)) => {
-                        match e.with_metrics(&summary::listing_metrics(node, report)) {
-                            Ok(e) => e,
-                            Err(_) => continue,
-                        }
-                    }
-                    None => {
-                        let Some(mut s) = summary::summarize_with(node, report, false, &label)
-                        else {
-                            continue;
-                        };
-                        s.adjacency = selected.adjacency(id, node).cloned().collect();
-                        match Entry::new(id, s) {
-                            Ok(e) => e,
-                            Err(_) => continue,
-                        }
-                    }
+                    Some((e, false)) => Some(e.clone()),
+                    Some((e, true)) => e.with_metrics(&summary::listing_metrics(node, report)).ok(),
+                    None => fresh(id, node),
                 };
-                entries.insert(id.clone(), entry);
+                if let Some(e) = entry {
+                    entries.insert(id.clone(), e);
+                }
             }
             entries
         };
+        Some(Self::current(listing, entries, selected, self.pass))
+    }
+
+    /// `listing` with `entries`, made for `selected` in pass `pass`.
+    fn current(
+        listing: &mut Listing,
+        entries: Summaries,
+        selected: rescope_render::Selected,
+        pass: u64,
+    ) -> &mut Listing {
         listing.entries = Arc::new(entries);
         listing.removed = selected.selection.removed;
         listing.prune = selected.selection.prune;
-        listing.pass = self.pass;
+        listing.pass = pass;
         listing.body = None;
-        Some(listing)
+        listing
     }
 
     fn serve(&mut self, job: Job) {
@@ -862,8 +909,91 @@ impl Worker {
 mod tests {
     use rescope_render::wire::{MetricRow, NodeSummary, Table};
     use rescope_report::Str;
+    use rescope_report::synthetic::{HostShape, HostSimulator, fleet_seed};
 
-    use super::Entry;
+    use super::*;
+
+    fn small_host(i: usize) -> HostShape {
+        let mut shape = HostShape::fleet_member(i);
+        shape.processes = 40;
+        shape.endpoints = 120;
+        shape.containers = 2 + i % 3;
+        shape.connection_churn = 0.2;
+        shape.process_churn = 0.1;
+        shape
+    }
+
+    #[test]
+    fn listings_kept_between_passes_equal_listings_made_from_scratch() {
+        let collector = Collector::new(Duration::from_secs(15));
+        let (generations, _watch) = watch::channel(0);
+        let mut worker = Worker {
+            store: Store::new(collector.window()),
+            live: LiveViews::new(GoTime::now()),
+            collector: collector.clone(),
+            metrics: Arc::default(),
+            cache: Arc::default(),
+            busy: Arc::default(),
+            woken: Arc::default(),
+            status: Arc::default(),
+            generations,
+            generation: 0,
+            pass: 0,
+            log: VecDeque::new(),
+            forgotten: 0,
+            labels: HashMap::new(),
+            listings: HashMap::new(),
+        };
+        let now = GoTime::now();
+        let hosts = 4;
+        let mut sims: Vec<HostSimulator> = (0..hosts)
+            .map(|i| HostSimulator::new(small_host(i), fleet_seed(11, i), now))
+            .collect();
+        let mut last_full: Vec<Option<Report>> = vec![None; hosts];
+        let views = ["processes", "processes-by-name", "containers", "hosts"];
+        let mut checked = 0;
+        for round in 0..12 {
+            // Some hosts publish (a full report every third time, deltas between).
+            for (i, sim) in sims.iter_mut().enumerate() {
+                if (round + i) % 3 == 2 {
+                    continue;
+                }
+                let report = sim.next_report();
+                let wire = match &last_full[i] {
+                    Some(base) if round % 3 != 0 => report.delta_from(base),
+                    _ => {
+                        last_full[i] = Some(report.clone());
+                        report
+                    }
+                };
+                collector.add(&format!("probe-{i}"), wire);
+            }
+            worker.pass();
+            // Listings asked for every pass, and every other pass (changes of two
+            // passes together).
+            for (v, view) in views.iter().enumerate() {
+                if v % 2 == 1 && round % 2 == 1 {
+                    continue;
+                }
+                let kept = worker.listing(view, &[]).expect("listing").entries.clone();
+                let key = cache_key("listing", view, &[]);
+                let saved = worker.listings.remove(&key).expect("kept listing");
+                let scratch = worker.listing(view, &[]).expect("listing").entries.clone();
+                assert!(!scratch.is_empty(), "round {round}: {view}: empty listing");
+                for (id, e) in scratch.iter() {
+                    assert_eq!(
+                        kept.get(id).map(|k| k.value()),
+                        Some(e.value()),
+                        "round {round}: {view}: {id}"
+                    );
+                }
+                assert_eq!(kept.len(), scratch.len(), "round {round}: {view}");
+                worker.listings.insert(key, saved);
+                checked += 1;
+            }
+        }
+        assert!(checked > 30);
+    }
 
     fn metric(id: &str, value: f64) -> MetricRow {
         MetricRow {
