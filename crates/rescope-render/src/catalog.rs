@@ -396,7 +396,7 @@ impl Selection {
         let unlinked: Vec<Str> = pseudo
             .into_iter()
             .filter(|nid| !linked.contains(nid))
-            .map(|nid| nid.clone())
+            .cloned()
             .collect();
         let prune = pruned_first || !unlinked.is_empty();
         removed.extend(unlinked);
