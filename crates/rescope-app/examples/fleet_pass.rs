@@ -4,8 +4,9 @@
 //! and the processes and hosts summaries of the changed nodes are made again.
 //!
 //! `cargo run --release -p rescope-app --example fleet_pass -- 100 10`
-//! (hosts, passes). Times are the thread's CPU time, so a busy machine does not
-//! inflate them.
+//! (hosts, passes). Times are thread CPU time, so a busy machine does not inflate them:
+//! the views' time is the sum of their steps' times on the threads that ran them (the
+//! wall time of the update is printed too), the rest is this thread's.
 
 use std::time::Duration;
 
