@@ -37,22 +37,86 @@ use crate::store::Store;
 pub const PASS_GAP: Duration = Duration::from_millis(200);
 
 /// One node's summary as JSON, ready to be copied into a body: the `"id":{…}` pair of
-/// a listing, whose value (from `value`) is what websocket diffs carry.
+/// a listing, whose value (from `value`) is what websocket diffs carry. It knows where
+/// its metric rows are, so that new metric values cost only those rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pair: Bytes,
     value: usize,
+    /// Where the metrics field is (or would be): `pair[metrics.0..metrics.1]` is
+    /// `,"metrics":[…]`, or empty without metric rows.
+    metrics: (usize, usize),
+}
+
+/// The fields of a summary that come after its metrics, serialised as the summary
+/// serialises them.
+#[derive(Serialize)]
+struct Tail<'a> {
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tables: &'a [rescope_render::wire::Table],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    adjacency: &'a [Str],
+}
+
+/// `,"metrics":[…]` for non-empty `rows`, nothing for none (as the summary skips it).
+fn write_metrics(
+    buf: &mut Vec<u8>,
+    rows: &[rescope_render::wire::MetricRow],
+) -> Result<(), ApiError> {
+    if !rows.is_empty() {
+        buf.extend_from_slice(b",\"metrics\":");
+        serde_json::to_writer(&mut *buf, rows).map_err(internal)?;
+    }
+    Ok(())
 }
 
 impl Entry {
-    fn new(id: &str, summary: &rescope_render::wire::NodeSummary) -> Result<Self, ApiError> {
+    /// The entry of summary `summary` of node `id`: the same bytes as serialising it
+    /// whole, written in three parts (fields before the metrics, the metrics, and the
+    /// fields after them).
+    pub fn new(id: &str, mut summary: rescope_render::wire::NodeSummary) -> Result<Self, ApiError> {
         let mut buf = serde_json::to_vec(id).map_err(internal)?;
         buf.push(b':');
         let value = buf.len();
-        serde_json::to_writer(&mut buf, summary).map_err(internal)?;
+        let metrics = std::mem::take(&mut summary.metrics);
+        let tables = std::mem::take(&mut summary.tables);
+        let adjacency = std::mem::take(&mut summary.adjacency);
+        serde_json::to_writer(&mut buf, &summary).map_err(internal)?;
+        // The head always has fields (`id`, `label`, …): drop its closing brace.
+        buf.pop();
+        let start = buf.len();
+        write_metrics(&mut buf, &metrics)?;
+        let end = buf.len();
+        let tail = serde_json::to_vec(&Tail {
+            tables: &tables,
+            adjacency: &adjacency,
+        })
+        .map_err(internal)?;
+        if tail.len() > 2 {
+            buf.push(b',');
+            buf.extend_from_slice(&tail[1..]);
+        } else {
+            buf.push(b'}');
+        }
         Ok(Entry {
             pair: Bytes::from(buf),
             value,
+            metrics: (start, end),
+        })
+    }
+
+    /// This entry with other metric rows (for a node whose metrics alone changed).
+    pub fn with_metrics(&self, rows: &[rescope_render::wire::MetricRow]) -> Result<Self, ApiError> {
+        let (start, end) = self.metrics;
+        let mut buf = Vec::with_capacity(self.pair.len() + 64);
+        buf.extend_from_slice(&self.pair[..start]);
+        write_metrics(&mut buf, rows)?;
+        let new_end = buf.len();
+        buf.extend_from_slice(&self.pair[end..]);
+        Ok(Entry {
+            pair: Bytes::from(buf),
+            value: self.value,
+            metrics: (start, new_end),
         })
     }
 
@@ -598,6 +662,12 @@ impl Worker {
         let spec = catalog::view(view)?;
         let key = cache_key("listing", view, query);
         let live = self.live.view(view).is_some();
+        if live && self.listings.get(&key).is_some_and(|l| l.pass == self.pass) {
+            // Current: nothing to select or summarise again.
+            let listing = self.listings.get_mut(&key)?;
+            listing.used = Instant::now();
+            return Some(listing);
+        }
         let known = if live {
             self.listings
                 .get(&key)
@@ -634,9 +704,6 @@ impl Worker {
             used: Instant::now(),
         });
         listing.used = Instant::now();
-        if live && listing.pass == self.pass {
-            return Some(listing);
-        }
         let known = known.filter(|_| selection.prune == listing.prune);
         let selected = rescope_render::Selected {
             base: base.clone(),
@@ -653,11 +720,60 @@ impl Worker {
                     .collect(),
                 _ => HashSet::new(),
             };
+            let fresh = |id: &Str, node: &rescope_report::Node| {
+                let mut s = summary::summarize_with(node, report, false, &label)?;
+                s.adjacency = selected.adjacency(id, node).cloned().collect();
+                Entry::new(id, s).ok()
+            };
+            let metrics_only = |changes: &Changes, id: &Str| {
+                changes.measured.contains(id) && !changes.structure.contains(id)
+            };
+            match &known {
+                // Only the nodes named may have changed, and nothing else of the
+                // selection: patch those, keep the rest as they are.
+                Some((changes, parents))
+                    if !changes.all
+                        && parents.is_empty()
+                        && flipped.is_empty()
+                        && selected.selection.removed == listing.removed =>
+                {
+                    let mut entries = Arc::unwrap_or_clone(std::mem::take(&mut listing.entries));
+                    for id in changes.ids() {
+                        let node = selected
+                            .base
+                            .nodes
+                            .get(id)
+                            .filter(|_| selected.selection.keeps(id));
+                        let Some(node) = node else {
+                            entries.remove(id);
+                            continue;
+                        };
+                        let patched = entries
+                            .get(id)
+                            .filter(|_| metrics_only(changes, id))
+                            .and_then(|e| {
+                                e.with_metrics(&summary::listing_metrics(node, report)).ok()
+                            });
+                        match patched.or_else(|| fresh(id, node)) {
+                            Some(e) => {
+                                entries.insert(id.clone(), e);
+                            }
+                            None => {
+                                entries.remove(id);
+                            }
+                        }
+                    }
+                    return Some(Self::current(listing, entries, selected, self.pass));
+                }
+                _ => {}
+            }
             let old = &listing.entries;
             let mut entries = Summaries::new();
             for (id, node) in selected.nodes() {
+                // The entry as it was, and whether only its metric rows are stale.
                 let reuse = known.as_ref().and_then(|(changes, parents)| {
-                    let stale = changes.contains(id)
+                    let stale = changes.all
+                        || changes.structure.contains(id)
                         || (!parents.is_empty()
                             && node
                                 .parents
@@ -665,32 +781,40 @@ impl Worker {
                                 .any(|(_, ids)| ids.iter().any(|p| parents.contains(p))))
                         || (!flipped.is_empty()
                             && node.adjacency.iter().any(|t| flipped.contains(t)));
-                    if stale { None } else { old.get(id) }
+                    let content = changes.content.contains(id);
+                    if stale || (content && !changes.measured.contains(id)) {
+                        None
+                    } else {
+                        old.get(id).map(|e| (e, content))
+                    }
                 });
                 let entry = match reuse {
-                    Some(e) => e.clone(),
-                    None => {
-                        let Some(mut s) = summary::summarize_with(node, report, false, &label)
-                        else {
-                            continue;
-                        };
-                        s.adjacency = selected.adjacency(id, node).cloned().collect();
-                        match Entry::new(id, &s) {
-                            Ok(e) => e,
-                            Err(_) => continue,
-                        }
-                    }
+                    Some((e, false)) => Some(e.clone()),
+                    Some((e, true)) => e.with_metrics(&summary::listing_metrics(node, report)).ok(),
+                    None => fresh(id, node),
                 };
-                entries.insert(id.clone(), entry);
+                if let Some(e) = entry {
+                    entries.insert(id.clone(), e);
+                }
             }
             entries
         };
+        Some(Self::current(listing, entries, selected, self.pass))
+    }
+
+    /// `listing` with `entries`, made for `selected` in pass `pass`.
+    fn current(
+        listing: &mut Listing,
+        entries: Summaries,
+        selected: rescope_render::Selected,
+        pass: u64,
+    ) -> &mut Listing {
         listing.entries = Arc::new(entries);
         listing.removed = selected.selection.removed;
         listing.prune = selected.selection.prune;
-        listing.pass = self.pass;
+        listing.pass = pass;
         listing.body = None;
-        Some(listing)
+        listing
     }
 
     fn serve(&mut self, job: Job) {
@@ -776,6 +900,172 @@ impl Worker {
                 let ctx = self.live.context(self.store.report());
                 let details = detail::details(&ctx, view, node, q)?;
                 Some(to_json(&NodeBody { node: details }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rescope_render::wire::{MetricRow, NodeSummary, Table};
+    use rescope_report::Str;
+    use rescope_report::synthetic::{HostShape, HostSimulator, fleet_seed};
+
+    use super::*;
+
+    fn small_host(i: usize) -> HostShape {
+        let mut shape = HostShape::fleet_member(i);
+        shape.processes = 40;
+        shape.endpoints = 120;
+        shape.containers = 2 + i % 3;
+        shape.connection_churn = 0.2;
+        shape.process_churn = 0.1;
+        shape
+    }
+
+    #[test]
+    fn listings_kept_between_passes_equal_listings_made_from_scratch() {
+        let collector = Collector::new(Duration::from_secs(15));
+        let (generations, _watch) = watch::channel(0);
+        let mut worker = Worker {
+            store: Store::new(collector.window()),
+            live: LiveViews::new(GoTime::now()),
+            collector: collector.clone(),
+            metrics: Arc::default(),
+            cache: Arc::default(),
+            busy: Arc::default(),
+            woken: Arc::default(),
+            status: Arc::default(),
+            generations,
+            generation: 0,
+            pass: 0,
+            log: VecDeque::new(),
+            forgotten: 0,
+            labels: HashMap::new(),
+            listings: HashMap::new(),
+        };
+        let now = GoTime::now();
+        let hosts = 4;
+        let mut sims: Vec<HostSimulator> = (0..hosts)
+            .map(|i| HostSimulator::new(small_host(i), fleet_seed(11, i), now))
+            .collect();
+        let mut last_full: Vec<Option<Report>> = vec![None; hosts];
+        let views = ["processes", "processes-by-name", "containers", "hosts"];
+        let mut checked = 0;
+        for round in 0..12 {
+            // Some hosts publish (a full report every third time, deltas between).
+            for (i, sim) in sims.iter_mut().enumerate() {
+                if (round + i) % 3 == 2 {
+                    continue;
+                }
+                let report = sim.next_report();
+                let wire = match &last_full[i] {
+                    Some(base) if round % 3 != 0 => report.delta_from(base),
+                    _ => {
+                        last_full[i] = Some(report.clone());
+                        report
+                    }
+                };
+                collector.add(&format!("probe-{i}"), wire);
+            }
+            worker.pass();
+            // Listings asked for every pass, and every other pass (changes of two
+            // passes together).
+            for (v, view) in views.iter().enumerate() {
+                if v % 2 == 1 && round % 2 == 1 {
+                    continue;
+                }
+                let kept = worker.listing(view, &[]).expect("listing").entries.clone();
+                let key = cache_key("listing", view, &[]);
+                let saved = worker.listings.remove(&key).expect("kept listing");
+                let scratch = worker.listing(view, &[]).expect("listing").entries.clone();
+                assert!(!scratch.is_empty(), "round {round}: {view}: empty listing");
+                for (id, e) in scratch.iter() {
+                    assert_eq!(
+                        kept.get(id).map(|k| k.value()),
+                        Some(e.value()),
+                        "round {round}: {view}: {id}"
+                    );
+                }
+                assert_eq!(kept.len(), scratch.len(), "round {round}: {view}");
+                worker.listings.insert(key, saved);
+                checked += 1;
+            }
+        }
+        assert!(checked > 30);
+    }
+
+    fn metric(id: &str, value: f64) -> MetricRow {
+        MetricRow {
+            id: Str::new(id),
+            label: Str::new("CPU"),
+            format: Str::new("percent"),
+            group: Str::empty(),
+            value,
+            value_empty: false,
+            priority: 1.0,
+            samples: None,
+            min: 0.0,
+            max: 100.0,
+            url: Str::empty(),
+        }
+    }
+
+    fn summary(metrics: Vec<MetricRow>, tables: bool, adjacency: bool) -> NodeSummary {
+        NodeSummary {
+            id: Str::new("host-1;42"),
+            label: Str::new("nginx"),
+            label_minor: Str::new("host-1 (42)"),
+            rank: Str::empty(),
+            shape: Str::new("square"),
+            tag: Str::empty(),
+            stack: false,
+            pseudo: false,
+            metadata: Vec::new(),
+            parents: Vec::new(),
+            metrics,
+            tables: if tables {
+                vec![Table {
+                    id: Str::new("docker_label_"),
+                    label: Str::new("Labels"),
+                    table_type: Str::new("property-list"),
+                    columns: None,
+                    rows: Vec::new(),
+                    truncation_count: 0,
+                }]
+            } else {
+                Vec::new()
+            },
+            adjacency: if adjacency {
+                vec![Str::new("host-2;7")]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[test]
+    fn entries_are_the_whole_summary_and_take_new_metric_rows_in_place() {
+        let rows = [
+            vec![],
+            vec![metric("process_cpu_usage_percent", 1.5)],
+            vec![metric("a", 2.0), metric("b", 0.25)],
+        ];
+        for tables in [false, true] {
+            for adjacency in [false, true] {
+                for before in &rows {
+                    let s = summary(before.clone(), tables, adjacency);
+                    let whole = serde_json::to_vec(&s).expect("serialises");
+                    let e = Entry::new("host-1;42", s).expect("entry");
+                    assert_eq!(e.value().as_ref(), whole.as_slice());
+                    for after in &rows {
+                        let fresh =
+                            Entry::new("host-1;42", summary(after.clone(), tables, adjacency))
+                                .expect("entry");
+                        let patched = e.with_metrics(after).expect("patched");
+                        assert_eq!(patched, fresh, "{before:?} -> {after:?}");
+                    }
+                }
             }
         }
     }

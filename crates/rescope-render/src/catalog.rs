@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use rescope_report::fasthash::FastSet;
 use rescope_report::{Node, Str, StringSet, id};
 use serde::Serialize;
 
@@ -367,22 +368,35 @@ impl Selection {
         // from another node (edges as the first step left them).
         let kept_after_first =
             |t: &Str| !pruned_first || (nodes.contains_key(t) && !removed.contains(t));
-        let mut linked: HashSet<&Str> = HashSet::new();
-        for (nid, node) in nodes {
-            if removed.contains(nid) {
-                continue;
-            }
-            for t in node.adjacency.iter() {
-                if t != nid && kept_after_first(t) && !internet_to_internet(nid, t) {
-                    linked.insert(nid);
-                    linked.insert(t);
+        // Only whether pseudo nodes are linked matters: the few there are.
+        let pseudo: FastSet<&Str> = nodes
+            .iter()
+            .filter(|(nid, n)| is_pseudo(n) && !removed.contains(*nid))
+            .map(|(nid, _)| nid)
+            .collect();
+        let mut linked: FastSet<&Str> = FastSet::default();
+        if !pseudo.is_empty() {
+            for (nid, node) in nodes {
+                if removed.contains(nid) {
+                    continue;
+                }
+                let from_pseudo = pseudo.contains(nid);
+                for t in node.adjacency.iter() {
+                    if t != nid && kept_after_first(t) && !internet_to_internet(nid, t) {
+                        if from_pseudo {
+                            linked.insert(nid);
+                        }
+                        if let Some(t) = pseudo.get(t) {
+                            linked.insert(t);
+                        }
+                    }
                 }
             }
         }
-        let unlinked: Vec<Str> = nodes
-            .iter()
-            .filter(|(nid, n)| is_pseudo(n) && !removed.contains(*nid) && !linked.contains(nid))
-            .map(|(nid, _)| nid.clone())
+        let unlinked: Vec<Str> = pseudo
+            .into_iter()
+            .filter(|nid| !linked.contains(nid))
+            .cloned()
             .collect();
         let prune = pruned_first || !unlinked.is_empty();
         removed.extend(unlinked);

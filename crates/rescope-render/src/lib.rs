@@ -64,7 +64,7 @@ pub(crate) fn weave_of(report: &Report, now: GoTime) -> Nodes {
 }
 
 /// Renders a view without options (once per context). `None` for an unknown view.
-pub fn render_unfiltered(ctx: &RenderContext<'_>, view: &str) -> Option<std::rc::Rc<Rendered>> {
+pub fn render_unfiltered(ctx: &RenderContext<'_>, view: &str) -> Option<std::sync::Arc<Rendered>> {
     if let Some(r) = ctx.rendered.borrow().get(view) {
         return Some(r.clone());
     }
@@ -72,7 +72,7 @@ pub fn render_unfiltered(ctx: &RenderContext<'_>, view: &str) -> Option<std::rc:
         "processes" => ctx.processes_rc().clone(),
         "containers" => ctx.containers_rc().clone(),
         "containers-by-image" => ctx.images_rc().clone(),
-        _ => std::rc::Rc::new(render_view(ctx, view)?),
+        _ => std::sync::Arc::new(render_view(ctx, view)?),
     };
     ctx.rendered
         .borrow_mut()
@@ -114,7 +114,7 @@ pub fn render_in(
 /// options keep of it. Cheaper than [`render_in`], which copies the kept nodes.
 #[derive(Debug, Clone)]
 pub struct Selected {
-    pub base: std::rc::Rc<Rendered>,
+    pub base: std::sync::Arc<Rendered>,
     pub selection: catalog::Selection,
 }
 

@@ -25,7 +25,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use rescope_report::fasthash::{FastMap, FastSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use rescope_report::node::HOST_NODE_ID;
 use rescope_report::{GoTime, Node, Report, Str, TopologyKind, id};
@@ -445,7 +445,7 @@ impl Coloring {
 
 /// A step's output. Shared with render contexts between updates (see
 /// [`LiveViews::context`]); an update copies it only if a context still holds it.
-type Out = Rc<Rendered>;
+type Out = Arc<Rendered>;
 
 /// Rebuilds the `dirty` outputs with `build`, colours them if asked, stores them and
 /// says what changed.
@@ -486,7 +486,7 @@ fn settle(
     if built.is_empty() {
         return changes;
     }
-    let nodes = &mut Rc::make_mut(out).nodes;
+    let nodes = &mut Arc::make_mut(out).nodes;
     for (y, new) in built {
         changes.record(&y, nodes.get(&y), new.as_ref());
         match new {
@@ -1085,7 +1085,7 @@ impl GroupStep {
         let mut rebuilt: FastSet<Str> = FastSet::default();
         let mut old_edges: Vec<(Str, Option<rescope_report::StringSet>)> = Vec::new();
         let colored = self.coloring.is_some();
-        let nodes = &mut Rc::make_mut(&mut self.out).nodes;
+        let nodes = &mut Arc::make_mut(&mut self.out).nodes;
         for (y, recheck) in touched {
             let group = self.groups.get(&y);
             let empty = group.is_none_or(|g| g.members.is_empty());
@@ -1387,7 +1387,7 @@ impl EndpointStep {
         if let Some(c) = self.coloring.as_mut() {
             c.incoming.clear();
         }
-        let old = std::mem::take(&mut Rc::make_mut(&mut self.out).nodes);
+        let old = std::mem::take(&mut Arc::make_mut(&mut self.out).nodes);
         Changes {
             structure: old.into_keys().collect(),
             ..Changes::default()
@@ -1589,7 +1589,7 @@ impl EndpointStep {
         }
         let bases = &report[self.kind].nodes;
         let key = Str::new(CONNECTED);
-        let nodes = &mut Rc::make_mut(&mut self.out).nodes;
+        let nodes = &mut Arc::make_mut(&mut self.out).nodes;
         for y in ys {
             let patchable =
                 !self.general.contains(y) && self.outputs.get(y).is_none_or(|m| m.unusual == 0);
@@ -1822,7 +1822,7 @@ impl EndpointStep {
                 }
             }
         }
-        let nodes = &mut Rc::make_mut(&mut self.out).nodes;
+        let nodes = &mut Arc::make_mut(&mut self.out).nodes;
         for (y, new, structural) in updates {
             let old = match new {
                 Some(n) => nodes.insert(y.clone(), n),
@@ -1880,7 +1880,7 @@ impl EndpointStep {
             {
                 mark(&mut n);
             }
-            let nodes = &mut Rc::make_mut(&mut self.out).nodes;
+            let nodes = &mut Arc::make_mut(&mut self.out).nodes;
             let old = nodes.insert(y.clone(), n);
             changes.record(&y, old.as_ref(), nodes.get(&y));
         }
@@ -1995,7 +1995,7 @@ impl FilterStep {
 
     fn out_filtered(&mut self, n: usize) {
         if self.out.filtered != n {
-            Rc::make_mut(&mut self.out).filtered = n;
+            Arc::make_mut(&mut self.out).filtered = n;
         }
     }
 }
@@ -2046,7 +2046,7 @@ impl ImageNamesStep {
             dirty.insert(y);
         }
         if self.out.filtered != base.filtered {
-            Rc::make_mut(&mut self.out).filtered = base.filtered;
+            Arc::make_mut(&mut self.out).filtered = base.filtered;
         }
         let images = &report[TopologyKind::ContainerImage].nodes;
         let build = |y: &Str, _: Option<&Node>| -> Option<Node> {
@@ -2089,6 +2089,45 @@ pub struct LiveViews {
     /// How long each step of the last update took, and the clock it is measured with.
     timings: Vec<(&'static str, std::time::Duration)>,
     clock: fn() -> std::time::Duration,
+}
+
+/// Runs `a` here and `b` on another thread, and gives back both results.
+fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|s| {
+        let b = s.spawn(b);
+        let a = a();
+        let b = b.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (a, b)
+    })
+}
+
+/// How long each step took, by a clock.
+struct Laps {
+    clock: fn() -> std::time::Duration,
+    at: std::time::Duration,
+    list: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Laps {
+    fn new(clock: fn() -> std::time::Duration) -> Self {
+        Laps {
+            clock,
+            at: clock(),
+            list: Vec::new(),
+        }
+    }
+
+    /// Notes the time since the last lap as `name`'s.
+    fn lap(&mut self, name: &'static str) {
+        let at = (self.clock)();
+        self.list.push((name, at.saturating_sub(self.at)));
+        self.at = at;
+    }
+
+    /// Starts the next lap now.
+    fn restart(&mut self) {
+        self.at = (self.clock)();
+    }
 }
 
 /// Time since the first call (the default clock for timings).
@@ -2165,14 +2204,8 @@ impl LiveViews {
     /// update renders everything.
     pub fn update(&mut self, report: &Report, rc: &ReportChanges) -> ViewChanges {
         let now = self.now;
-        let mut timings = Vec::new();
         let now_of = self.clock;
-        let mut clock = now_of();
-        let mut lap = |t: &mut Vec<(&'static str, std::time::Duration)>, name: &'static str| {
-            let at = now_of();
-            t.push((name, at.saturating_sub(clock)));
-            clock = at;
-        };
+        let mut laps = Laps::new(now_of);
         let all = rc.all || !self.started;
         self.started = true;
         let kind = |k: TopologyKind| {
@@ -2244,187 +2277,227 @@ impl LiveViews {
         }
         let local = &self.local;
 
-        lap(&mut timings, "edges");
-        // processes
+        laps.lap("edges");
+        // The steps run on two threads, in two rounds. First the processes step here,
+        // and the steps that map end points straight onto containers and hosts on the
+        // other thread; then the containers chain (with the images and container
+        // hostname views, and what hosts take from containers and images) there, and
+        // processes by name and hosts from processes here. Hosts are merged last.
+        let endpoint_index = &self.endpoints;
         let has_processes = !report[TopologyKind::Process].nodes.is_empty();
-        let processes = if has_processes {
-            let f = |_: &Str, e: &Node| process_of_endpoint(report, e);
-            self.processes.update(
+        let was_processes = self.has_processes;
+        let processes_step = &mut self.processes;
+        let processes_round = || {
+            let mut laps = Laps::new(now_of);
+            let processes = if has_processes {
+                let f = |_: &Str, e: &Node| process_of_endpoint(report, e);
+                processes_step.update(
+                    report,
+                    local,
+                    now,
+                    &f,
+                    &kind(TopologyKind::Process),
+                    rc.measured.get(TopologyKind::Process.index()),
+                    &eps,
+                    &FastSet::default(),
+                    endpoint_index,
+                    all || !was_processes,
+                )
+            } else {
+                processes_step.clear()
+            };
+            laps.lap("processes");
+            (processes, laps.list)
+        };
+        let index_now = &mut self.index;
+        let by_address_step = &mut self.containers_from_addresses;
+        let hosts_step = &mut self.hosts_from_endpoints;
+        let endpoints_round = || {
+            let mut laps = Laps::new(now_of);
+            // End points whose container by address may have changed: those under an
+            // address or port the index now maps differently.
+            let mut readdressed: FastSet<Str> = FastSet::default();
+            if all || rc.touches(TopologyKind::Container) {
+                let index = container_ip_index(report);
+                if index != *index_now {
+                    let differs = |k: &String| index_now.get(k) != index.get(k);
+                    let keys: Vec<&String> = index
+                        .keys()
+                        .chain(index_now.keys())
+                        .filter(|k| differs(k))
+                        .collect();
+                    for k in keys {
+                        if k.ends_with(';') {
+                            // `scope;ip;`: every end point at that address.
+                            for (eid, _) in endpoints
+                                .range::<str, _>((
+                                    std::ops::Bound::Included(k.as_str()),
+                                    std::ops::Bound::Unbounded,
+                                ))
+                                .take_while(|(eid, _)| eid.starts_with(k.as_str()))
+                            {
+                                readdressed.insert(eid.clone());
+                            }
+                        } else if let Some((eid, _)) = endpoints.get_key_value(k.as_str()) {
+                            readdressed.insert(eid.clone());
+                        }
+                    }
+                    *index_now = index;
+                }
+            }
+            let index = &*index_now;
+            let by_address = |eid: &Str, _: &Node| container_of_endpoint(index, eid);
+            let from_addresses = by_address_step.update(
+                report,
+                local,
+                now,
+                &by_address,
+                &kind(TopologyKind::Container),
+                rc.measured.get(TopologyKind::Container.index()),
+                &eps,
+                &readdressed,
+                endpoint_index,
+                all,
+            );
+            laps.lap("containers: end points");
+            let f = |_: &Str, e: &Node| host_of_endpoint(e);
+            let from_endpoints = hosts_step.update(
                 report,
                 local,
                 now,
                 &f,
-                &kind(TopologyKind::Process),
-                rc.measured.get(TopologyKind::Process.index()),
+                &kind(TopologyKind::Host),
+                rc.measured.get(TopologyKind::Host.index()),
                 &eps,
                 &FastSet::default(),
-                &self.endpoints,
-                all || !self.has_processes,
-            )
-        } else {
-            self.processes.clear()
+                endpoint_index,
+                all,
+            );
+            laps.lap("hosts: end points");
+            (from_addresses, from_endpoints, laps.list)
         };
+        let ((processes, processes_laps), (from_addresses, from_endpoints, endpoints_laps)) =
+            both(processes_round, endpoints_round);
         self.has_processes = has_processes;
+        laps.list.extend(processes_laps);
+        laps.list.extend(endpoints_laps);
         let p = &self.processes.out.nodes;
-
-        lap(&mut timings, "processes");
-        // processes-by-name
-        let group = id::group_topology(TopologyKind::Process.name(), "name");
-        let by_name = |x: &Node| group_route(x, "name", &group);
-        let by_name_ids = |x: &Node| group_ids(x, "name");
-        let by_name_changes =
-            self.by_name
-                .update(&group_mapper(now, &by_name), &by_name_ids, p, &processes);
-
-        lap(&mut timings, "processes-by-name");
-        // containers
-        let from_processes = self.containers_from_processes.update(
-            &group_mapper(now, &container_of_process),
-            &container_ids,
-            p,
-            &processes,
-        );
-        lap(&mut timings, "containers: processes");
-        // End points whose container by address may have changed: those under an
-        // address or port the index now maps differently.
-        let mut readdressed: FastSet<Str> = FastSet::default();
-        if all || rc.touches(TopologyKind::Container) {
-            let index = container_ip_index(report);
-            if index != self.index {
-                let differs = |k: &String| self.index.get(k) != index.get(k);
-                let keys: Vec<&String> = index
-                    .keys()
-                    .chain(self.index.keys())
-                    .filter(|k| differs(k))
-                    .collect();
-                for k in keys {
-                    if k.ends_with(';') {
-                        // `scope;ip;`: every end point at that address.
-                        for (eid, _) in endpoints
-                            .range::<str, _>((
-                                std::ops::Bound::Included(k.as_str()),
-                                std::ops::Bound::Unbounded,
-                            ))
-                            .take_while(|(eid, _)| eid.starts_with(k.as_str()))
-                        {
-                            readdressed.insert(eid.clone());
-                        }
-                    } else if let Some((eid, _)) = endpoints.get_key_value(k.as_str()) {
-                        readdressed.insert(eid.clone());
-                    }
-                }
-                self.index = index;
-            }
-        }
-        let index = &self.index;
-        let by_address = |eid: &Str, _: &Node| container_of_endpoint(index, eid);
-        let from_addresses = self.containers_from_addresses.update(
-            report,
-            local,
-            now,
-            &by_address,
-            &kind(TopologyKind::Container),
-            rc.measured.get(TopologyKind::Container.index()),
-            &eps,
-            &readdressed,
-            &self.endpoints,
-            all,
-        );
-        lap(&mut timings, "containers: end points");
-        let merged = self.containers_merged.update(
-            &[
-                &self.containers_from_processes.out.nodes,
-                &self.containers_from_addresses.out.nodes,
-            ],
-            &[&from_processes, &from_addresses],
-        );
-        let base =
-            self.containers_base
-                .update(&self.containers_merged.out.nodes, &merged, &not_deleted);
-        let containers = self.containers.update(
-            report,
-            &self.containers_base.out,
-            &base,
-            &kind(TopologyKind::ContainerImage),
-        );
-        let c = &self.containers.out.nodes;
-
-        lap(&mut timings, "containers");
-        // containers-by-image
-        let from_containers = self.images_from_containers.update(
-            &group_mapper(now, &image_of),
-            &image_ids,
-            c,
-            &containers,
-        );
-        let merged = self.images_merged.update(
-            &[
-                &report[TopologyKind::ContainerImage].nodes,
-                &self.images_from_containers.out.nodes,
-            ],
-            &[&kind(TopologyKind::ContainerImage), &from_containers],
-        );
-        let renamed = self.images_renamed.update(
-            &rename_mapper(now, &image_by_name),
-            &self.images_merged.out.nodes,
-            &merged,
-        );
-        let images = self
-            .images
-            .update(&self.images_renamed.out.nodes, &renamed, &has_container);
-
-        lap(&mut timings, "containers-by-image");
-        // containers-by-hostname
-        let key = "docker_container_hostname";
-        let group = id::group_topology(TopologyKind::Container.name(), key);
-        let by_hostname = |x: &Node| group_route(x, key, &group);
-        let by_hostname_ids = |x: &Node| group_ids(x, key);
-        let grouped = self.hostnames_grouped.update(
-            &group_mapper(now, &by_hostname),
-            &by_hostname_ids,
-            c,
-            &containers,
-        );
-        let hostnames =
-            self.hostnames
-                .update(&self.hostnames_grouped.out.nodes, &grouped, &has_container);
-
-        lap(&mut timings, "containers-by-hostname");
-        // hosts
-        let f = |_: &Str, e: &Node| host_of_endpoint(e);
-        let from_endpoints = self.hosts_from_endpoints.update(
-            report,
-            local,
-            now,
-            &f,
-            &kind(TopologyKind::Host),
-            rc.measured.get(TopologyKind::Host.index()),
-            &eps,
-            &FastSet::default(),
-            &self.endpoints,
-            all,
-        );
-        lap(&mut timings, "hosts: end points");
-        let from_processes = self.hosts_from_processes.update(
-            &hosts_mapper(now, true, &hosts_of),
-            &host_ids,
-            p,
-            &processes,
-        );
-        lap(&mut timings, "hosts: processes");
-        let from_containers = self.hosts_from_containers.update(
-            &hosts_mapper(now, true, &hosts_of),
-            &host_ids,
-            &self.containers_base.out.nodes,
-            &base,
-        );
-        let from_images = self.hosts_from_images.update(
-            &hosts_mapper(now, false, &hosts_of),
-            &host_ids,
-            &self.images.out.nodes,
-            &images,
-        );
-        lap(&mut timings, "hosts: containers, images");
+        let containers_chain = || {
+            let mut laps = Laps::new(now_of);
+            let from_processes = self.containers_from_processes.update(
+                &group_mapper(now, &container_of_process),
+                &container_ids,
+                p,
+                &processes,
+            );
+            laps.lap("containers: processes");
+            let merged = self.containers_merged.update(
+                &[
+                    &self.containers_from_processes.out.nodes,
+                    &self.containers_from_addresses.out.nodes,
+                ],
+                &[&from_processes, &from_addresses],
+            );
+            let base = self.containers_base.update(
+                &self.containers_merged.out.nodes,
+                &merged,
+                &not_deleted,
+            );
+            let containers = self.containers.update(
+                report,
+                &self.containers_base.out,
+                &base,
+                &kind(TopologyKind::ContainerImage),
+            );
+            let c = &self.containers.out.nodes;
+            laps.lap("containers");
+            // containers-by-image
+            let from_containers = self.images_from_containers.update(
+                &group_mapper(now, &image_of),
+                &image_ids,
+                c,
+                &containers,
+            );
+            let merged = self.images_merged.update(
+                &[
+                    &report[TopologyKind::ContainerImage].nodes,
+                    &self.images_from_containers.out.nodes,
+                ],
+                &[&kind(TopologyKind::ContainerImage), &from_containers],
+            );
+            let renamed = self.images_renamed.update(
+                &rename_mapper(now, &image_by_name),
+                &self.images_merged.out.nodes,
+                &merged,
+            );
+            let images =
+                self.images
+                    .update(&self.images_renamed.out.nodes, &renamed, &has_container);
+            laps.lap("containers-by-image");
+            // containers-by-hostname
+            let key = "docker_container_hostname";
+            let group = id::group_topology(TopologyKind::Container.name(), key);
+            let by_hostname = |x: &Node| group_route(x, key, &group);
+            let by_hostname_ids = |x: &Node| group_ids(x, key);
+            let grouped = self.hostnames_grouped.update(
+                &group_mapper(now, &by_hostname),
+                &by_hostname_ids,
+                c,
+                &containers,
+            );
+            let hostnames =
+                self.hostnames
+                    .update(&self.hostnames_grouped.out.nodes, &grouped, &has_container);
+            laps.lap("containers-by-hostname");
+            // what hosts take from containers and images
+            let hosts_from_containers = self.hosts_from_containers.update(
+                &hosts_mapper(now, true, &hosts_of),
+                &host_ids,
+                &self.containers_base.out.nodes,
+                &base,
+            );
+            let hosts_from_images = self.hosts_from_images.update(
+                &hosts_mapper(now, false, &hosts_of),
+                &host_ids,
+                &self.images.out.nodes,
+                &images,
+            );
+            laps.lap("hosts: containers, images");
+            (
+                containers,
+                images,
+                hostnames,
+                hosts_from_containers,
+                hosts_from_images,
+                laps.list,
+            )
+        };
+        let rest = || {
+            let mut laps = Laps::new(now_of);
+            // processes-by-name
+            let group = id::group_topology(TopologyKind::Process.name(), "name");
+            let by_name = |x: &Node| group_route(x, "name", &group);
+            let by_name_ids = |x: &Node| group_ids(x, "name");
+            let by_name_changes =
+                self.by_name
+                    .update(&group_mapper(now, &by_name), &by_name_ids, p, &processes);
+            laps.lap("processes-by-name");
+            let from_processes = self.hosts_from_processes.update(
+                &hosts_mapper(now, true, &hosts_of),
+                &host_ids,
+                p,
+                &processes,
+            );
+            laps.lap("hosts: processes");
+            (by_name_changes, from_processes, laps.list)
+        };
+        let (
+            (by_name_changes, from_processes, rest_laps),
+            (containers, images, hostnames, from_containers, from_images, chain_laps),
+        ) = both(rest, containers_chain);
+        laps.list.extend(rest_laps);
+        laps.list.extend(chain_laps);
+        laps.restart();
         let hosts = self.hosts.update(
             &[
                 &self.hosts_from_endpoints.out.nodes,
@@ -2440,7 +2513,7 @@ impl LiveViews {
             ],
         );
 
-        lap(&mut timings, "hosts");
+        laps.lap("hosts");
         // weave: small, rendered again whenever the overlay changes
         let mut weave = Changes::default();
         if all || rc.touches(TopologyKind::Overlay) {
@@ -2453,14 +2526,14 @@ impl LiveViews {
                     weave.record(id, Some(n), None);
                 }
             }
-            self.weave = Rc::new(Rendered {
+            self.weave = Arc::new(Rendered {
                 nodes: new,
                 filtered: 0,
             });
         }
 
-        lap(&mut timings, "weave");
-        self.timings = timings;
+        laps.lap("weave");
+        self.timings = laps.list;
         ViewChanges::from([
             ("processes", processes),
             ("processes-by-name", by_name_changes),

@@ -487,6 +487,22 @@ pub fn parents_with(
     out
 }
 
+/// The metric rows of a rendered node's listing summary (what [`summarize_with`] gives
+/// it without samples): all that changes in a summary when only the node's metrics
+/// and the times of its values changed.
+pub fn listing_metrics(node: &Node, report: &Report) -> Vec<MetricRow> {
+    let Some(t) = report.topology_by_name(&node.topology) else {
+        return Vec::new();
+    };
+    let own_counter = node
+        .latest
+        .contains_key(&format!("{COUNTER_PREFIX}{}", node.topology));
+    if own_counter {
+        return Vec::new();
+    }
+    metric_rows(node, t, false)
+}
+
 /// The full summary of a rendered node. `with_samples` keeps metric samples (node
 /// details); listings strip them.
 pub fn summarize(node: &Node, report: &Report, with_samples: bool) -> Option<NodeSummary> {

@@ -3,7 +3,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use rescope_report::node::HOST_NODE_ID;
 use rescope_report::{GoTime, Node, Report, Str, TopologyKind, id};
@@ -18,12 +18,12 @@ pub struct RenderContext<'a> {
     pub report: &'a Report,
     pub now: GoTime,
     pub local: LocalNetworks,
-    processes: OnceCell<Rc<Rendered>>,
-    containers_base: OnceCell<Rc<Rendered>>,
-    containers: OnceCell<Rc<Rendered>>,
-    images: OnceCell<Rc<Rendered>>,
+    processes: OnceCell<Arc<Rendered>>,
+    containers_base: OnceCell<Arc<Rendered>>,
+    containers: OnceCell<Arc<Rendered>>,
+    images: OnceCell<Arc<Rendered>>,
     /// Every view rendered so far (before options), shared by details and stats.
-    pub(crate) rendered: RefCell<HashMap<String, Rc<Rendered>>>,
+    pub(crate) rendered: RefCell<HashMap<String, Arc<Rendered>>>,
 }
 
 impl std::fmt::Debug for RenderContext<'_> {
@@ -35,12 +35,12 @@ impl std::fmt::Debug for RenderContext<'_> {
 /// Views rendered elsewhere (see [`crate::live`]) for a context to serve from.
 #[derive(Debug, Clone, Default)]
 pub struct Prerendered {
-    pub processes: Option<Rc<Rendered>>,
-    pub containers_base: Option<Rc<Rendered>>,
-    pub containers: Option<Rc<Rendered>>,
-    pub images: Option<Rc<Rendered>>,
+    pub processes: Option<Arc<Rendered>>,
+    pub containers_base: Option<Arc<Rendered>>,
+    pub containers: Option<Arc<Rendered>>,
+    pub images: Option<Arc<Rendered>>,
     /// Any view by name.
-    pub views: HashMap<String, Rc<Rendered>>,
+    pub views: HashMap<String, Arc<Rendered>>,
 }
 
 impl<'a> RenderContext<'a> {
@@ -66,7 +66,7 @@ impl<'a> RenderContext<'a> {
         local: LocalNetworks,
         views: Prerendered,
     ) -> Self {
-        let cell = |v: Option<Rc<Rendered>>| {
+        let cell = |v: Option<Arc<Rendered>>| {
             let c = OnceCell::new();
             if let Some(v) = v {
                 let _ = c.set(v);
@@ -90,9 +90,9 @@ impl<'a> RenderContext<'a> {
         &self.processes_rc().nodes
     }
 
-    pub(crate) fn processes_rc(&self) -> &Rc<Rendered> {
+    pub(crate) fn processes_rc(&self) -> &Arc<Rendered> {
         self.processes.get_or_init(|| {
-            Rc::new(Rendered {
+            Arc::new(Rendered {
                 nodes: render_processes(self),
                 filtered: 0,
             })
@@ -102,7 +102,7 @@ impl<'a> RenderContext<'a> {
     /// Containers before image names are attached (what the hosts view builds on).
     pub fn containers_base(&self) -> &Rendered {
         self.containers_base
-            .get_or_init(|| Rc::new(render_containers(self)))
+            .get_or_init(|| Arc::new(render_containers(self)))
     }
 
     /// The `containers` view (before option filters): containers with their image's
@@ -111,11 +111,11 @@ impl<'a> RenderContext<'a> {
         self.containers_rc()
     }
 
-    pub(crate) fn containers_rc(&self) -> &Rc<Rendered> {
+    pub(crate) fn containers_rc(&self) -> &Arc<Rendered> {
         self.containers.get_or_init(|| {
             let mut r = self.containers_base().clone();
             with_image_names(self.report, &mut r.nodes);
-            Rc::new(r)
+            Arc::new(r)
         })
     }
 
@@ -124,9 +124,9 @@ impl<'a> RenderContext<'a> {
         &self.images_rc().nodes
     }
 
-    pub(crate) fn images_rc(&self) -> &Rc<Rendered> {
+    pub(crate) fn images_rc(&self) -> &Arc<Rendered> {
         self.images.get_or_init(|| {
-            Rc::new(Rendered {
+            Arc::new(Rendered {
                 nodes: render_images(self),
                 filtered: 0,
             })

@@ -75,6 +75,44 @@ fn same_but_measures(old: &Node, new: &Node) -> bool {
     same_but_times(&a, &b)
 }
 
+/// Brings `live` up to `next` and checks what it says changed: every node that differs
+/// from before is named, and a node named as changed in its metrics only changed in
+/// nothing else (listings patch only the metric rows of such nodes).
+fn update(live: &mut LiveViews, next: &Report, rc: &ReportChanges, step: &str) {
+    let before: BTreeMap<&str, BTreeMap<Str, Node>> = live::VIEWS
+        .iter()
+        .map(|v| (*v, live.view(v).expect("live view").nodes.clone()))
+        .collect();
+    let out = live.update(next, rc);
+    for view in live::VIEWS {
+        let old = &before[view];
+        let new = &live.view(view).expect("live view").nodes;
+        let changes = out.get(view).cloned().unwrap_or_default();
+        for id in old.keys().chain(new.keys()) {
+            let (a, b) = (old.get(id), new.get(id));
+            if a != b {
+                assert!(
+                    changes.contains(id),
+                    "{step}: {view}: {id} changed but is not named"
+                );
+            }
+            if changes.measured.contains(id) {
+                assert!(
+                    changes.content.contains(id) && !changes.structure.contains(id),
+                    "{step}: {view}: {id} is measured but not a change of content"
+                );
+                let (Some(a), Some(b)) = (a, b) else {
+                    panic!("{step}: {view}: {id} is measured but came or went");
+                };
+                assert!(
+                    same_but_measures(a, b),
+                    "{step}: {view}: {id} is measured but changed otherwise: {a:#?} vs {b:#?}"
+                );
+            }
+        }
+    }
+}
+
 fn check(live: &LiveViews, report: &Report, step: &str) {
     let ctx = RenderContext::new(report, live.now());
     for view in live::VIEWS {
@@ -321,7 +359,7 @@ fn random_history(seed: u64, hosts: usize, steps: usize) {
         }
         let next = merged(&states);
         let rc = changes(&report, &next);
-        live.update(&next, &rc);
+        update(&mut live, &next, &rc, &label);
         report = next;
         check(&live, &report, &label);
     }
@@ -375,7 +413,7 @@ fn real_scope_reports_render_like_full_renders() {
         ("empty", Report::empty()),
     ] {
         let rc = changes(&report, &next);
-        live.update(&next, &rc);
+        update(&mut live, &next, &rc, name);
         report = next;
         check(&live, &report, name);
     }

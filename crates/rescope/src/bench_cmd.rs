@@ -38,6 +38,10 @@ pub struct FleetArgs {
     /// The app to publish to; without it, `rescope app` is started on a free port.
     #[arg(long)]
     pub app: Option<String>,
+    /// The `rescope` binary to start the app from (another build, to compare apps
+    /// under the same simulator); without it, this binary.
+    #[arg(long, conflicts_with = "app")]
+    pub app_exe: Option<std::path::PathBuf>,
     /// Publish interval of every probe (Go duration).
     #[arg(long, default_value = "3s", value_parser = rescope_probe::config::parse_go_duration)]
     pub interval: Duration,
@@ -386,7 +390,10 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
-            let exe = std::env::current_exe().context("locating the rescope binary")?;
+            let exe = match &args.app_exe {
+                Some(exe) => exe.clone(),
+                None => std::env::current_exe().context("locating the rescope binary")?,
+            };
             let child = tokio::process::Command::new(exe)
                 .args(["app", "--listen", &format!("127.0.0.1:{port}")])
                 .stdout(std::process::Stdio::null())
@@ -449,7 +456,9 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
     let mut rss_peak: f64 = 0.0;
     let mut rss_last: f64 = 0.0;
     let mut health: Vec<HealthSample> = Vec::new();
-    let mut nodes = 0;
+    // The newest processes body; its nodes are counted once, after measuring (parsing
+    // tens of megabytes of JSON every round took CPU the app needs).
+    let mut processes_body = Default::default();
     let mut superseded = 0.0;
     while Instant::now() < deadline {
         for (k, (_, path)) in views.iter().enumerate() {
@@ -463,10 +472,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
                 let body = r.bytes().await.unwrap_or_default();
                 times[k].push(started.elapsed().as_secs_f64() * 1000.0);
                 if k == 0 {
-                    nodes = serde_json::from_slice::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v["nodes"].as_object().map(|n| n.len()))
-                        .unwrap_or(0);
+                    processes_body = body;
                 }
             }
         }
@@ -497,6 +503,10 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
     }
     let measured = measuring.elapsed().as_secs_f64();
     let own_cpu_end = cpu_seconds(std::process::id());
+    let nodes = serde_json::from_slice::<serde_json::Value>(&processes_body)
+        .ok()
+        .and_then(|v| v["nodes"].as_object().map(|n| n.len()))
+        .unwrap_or(0);
     let app_cpu_end = app_pid.and_then(cpu_seconds);
     for f in followers {
         let _ = f.await;
