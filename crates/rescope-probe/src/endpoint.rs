@@ -17,7 +17,8 @@
 //! 2. If conntrack is on and readable, each namespace's conntrack flows are read too
 //!    (followed through events, with a full dump now and then): they give the
 //!    direction of flows conntrack saw, connections that already closed, and NAT
-//!    rewrites.
+//!    rewrites. A closed flow is reported once; those already closed in the first
+//!    dump of the probe's first tick closed before it started and are not reported.
 //! 3. Sockets are attributed to processes through the walker's socket-inode map; the
 //!    ones it does not know yet go to [`ProcessWalker::resolve_sockets`] in one call,
 //!    and inodes nobody owns (kernel sockets) are not searched again for a while.
@@ -259,6 +260,11 @@ struct Namespace {
     conntrack_retry_tick: u64,
     /// Closed conntrack flows already reported (each is reported once).
     reported_closed: HashSet<u64>,
+    /// The conntrack tracker was opened on the reporter's first tick and has not been
+    /// polled yet: the flows already closed in its first dump closed before the probe
+    /// started (up to two minutes before, conntrack's `TIME_WAIT`), and are counted as
+    /// reported instead of being reported as connections of this moment.
+    closed_before_start: bool,
     last_error: Option<String>,
 }
 
@@ -545,7 +551,10 @@ impl EndpointReporter {
                         None => {}
                     }
                     match ct {
-                        Some(Ok(c)) => ns.conntrack = Some(c),
+                        Some(Ok(c)) => {
+                            ns.conntrack = Some(c);
+                            ns.closed_before_start = self.tick == 1;
+                        }
                         Some(Err(e)) => self.conntrack_failed(plan, &mut ns, &e, now),
                         None => {}
                     }
@@ -664,6 +673,14 @@ impl EndpointReporter {
         if try_conntrack && let Some(ct) = ns.conntrack.as_mut() {
             match ct.poll(now, &mut self.scratch.flows) {
                 Ok(_) => {
+                    if std::mem::take(&mut ns.closed_before_start) {
+                        ns.reported_closed.extend(
+                            self.scratch.flows[start..]
+                                .iter()
+                                .filter(|f| f.seen_reply() && f.is_closed())
+                                .map(closed_flow_key),
+                        );
+                    }
                     if plan.host {
                         self.conntrack_health.succeeded();
                     }
