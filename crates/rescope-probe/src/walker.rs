@@ -757,7 +757,9 @@ mod tests {
         let root = dir.path();
         let write = file_writer(root);
         let stat = |utime: u32| {
-            format!("21 (sleepy) S 1 21 21 0 -1 4194560 0 0 0 0 {utime} 0 0 0 20 0 1 0 700 0 50 0\n")
+            format!(
+                "21 (sleepy) S 1 21 21 0 -1 4194560 0 0 0 0 {utime} 0 0 0 20 0 1 0 700 0 50 0\n"
+            )
         };
         write(
             "1/stat",
@@ -773,7 +775,11 @@ mod tests {
         for _ in 0..IDLE_CHECKS_BEFORE_STAGGER {
             w.walk(GoTime::now()).expect("idle");
         }
-        assert_eq!(w.schedstats_skipped(), 0, "checked every tick until idle a while");
+        assert_eq!(
+            w.schedstats_skipped(),
+            0,
+            "checked every tick until idle a while"
+        );
 
         // Long idle: checked once in SCHEDSTAT_PERIOD ticks.
         let before = w.schedstats_skipped();
