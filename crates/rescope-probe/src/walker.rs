@@ -179,6 +179,9 @@ pub struct ProcessWalker {
     stats_skipped: u64,
     /// `schedstat` reads saved because the process had long been idle.
     schedstats_skipped: u64,
+    /// The proc root, kept open and listed again each tick.
+    root_dir: Option<nix::dir::Dir>,
+    pids: Vec<u32>,
 }
 
 fn clk_tck() -> f64 {
@@ -213,7 +216,24 @@ impl ProcessWalker {
             max_open_stats: stat_file_budget(),
             stats_skipped: 0,
             schedstats_skipped: 0,
+            root_dir: None,
+            pids: Vec::with_capacity(512),
         }
+    }
+
+    /// The pids in the proc root, listed through the directory kept open (opened again
+    /// when that fails).
+    fn list_pids(&mut self) -> io::Result<Vec<u32>> {
+        let mut pids = std::mem::take(&mut self.pids);
+        if let Some(dir) = self.root_dir.as_mut()
+            && ProcFs::list_pids(dir, &mut pids).is_ok()
+        {
+            return Ok(pids);
+        }
+        let mut dir = self.fs.open_root()?;
+        ProcFs::list_pids(&mut dir, &mut pids)?;
+        self.root_dir = Some(dir);
+        Ok(pids)
     }
 
     /// How many `stat` reads were saved because a process had not run since the last.
@@ -232,7 +252,7 @@ impl ProcessWalker {
 
     /// Walks every process. Fails only when the proc root itself cannot be read.
     pub fn walk(&mut self, now: GoTime) -> io::Result<ProcSnapshot> {
-        let pids = self.fs.pids()?;
+        let pids = self.list_pids()?;
         let walk_start = Instant::now();
         let elapsed = self.last_walk.map(|t| (walk_start - t).as_secs_f64());
         self.last_walk = Some(walk_start);
@@ -244,7 +264,7 @@ impl ProcessWalker {
         self.known.retain(|pid, _| alive.contains(pid));
         let mut open_stats: usize = self.known.values().map(Known::open_files).sum();
         let tick = self.tick;
-        for pid in pids {
+        for &pid in &pids {
             let list_fds = (u64::from(pid) + tick).is_multiple_of(FD_LIST_PERIOD);
             // A single-threaded process that has not run since its stat was read.
             let mut runtime = None;
@@ -347,6 +367,7 @@ impl ProcessWalker {
                 Self::list_fds(&self.fs, tick, pid, k, &mut self.fd_buf, runtime);
             }
         }
+        self.pids = pids;
         Ok(self.snapshot(now))
     }
 
