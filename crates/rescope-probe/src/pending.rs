@@ -251,7 +251,7 @@ mod tests {
         busy.metrics.insert("cpu", Metric::single(t(2), 7.0, 100.0));
         insert(p(&mut newer), busy);
         // A process with the same metrics and newer details: samples kept in order.
-        let mut proc_node = |at: i64, name: &str, cpu: f64| {
+        let proc_node = |at: i64, name: &str, cpu: f64| {
             let mut n = Node::new("h;2")
                 .with_topology("process")
                 .with_latest("name", t(at), name);
