@@ -17,7 +17,8 @@
 //! 2. If conntrack is on and readable, each namespace's conntrack flows are read too
 //!    (followed through events, with a full dump now and then): they give the
 //!    direction of flows conntrack saw, connections that already closed, and NAT
-//!    rewrites.
+//!    rewrites. A closed flow is reported once; those already closed in the first
+//!    dump of the probe's first tick closed before it started and are not reported.
 //! 3. Sockets are attributed to processes through the walker's socket-inode map; the
 //!    ones it does not know yet go to [`ProcessWalker::resolve_sockets`] in one call,
 //!    and inodes nobody owns (kernel sockets) are not searched again for a while.
@@ -51,6 +52,7 @@ use tracing::{debug, warn};
 
 use crate::config::ProbeConfig;
 use crate::endpoint_graph::{EndpointGraph, KeyHasher, Link, NatCopy};
+use crate::kept::NodeChanges;
 use crate::reporter::{Reporter, ReporterError, Tick};
 use crate::socket_table::{ChangeFeed, SocketTable, TrackingStats, Update};
 use crate::sys::conntrack::{Availability, ConntrackTracker, Flow, RESYNC_EVERY};
@@ -259,6 +261,11 @@ struct Namespace {
     conntrack_retry_tick: u64,
     /// Closed conntrack flows already reported (each is reported once).
     reported_closed: HashSet<u64>,
+    /// The conntrack tracker was opened on the reporter's first tick and has not been
+    /// polled yet: the flows already closed in its first dump closed before the probe
+    /// started (up to two minutes before, conntrack's `TIME_WAIT`), and are counted as
+    /// reported instead of being reported as connections of this moment.
+    closed_before_start: bool,
     last_error: Option<String>,
 }
 
@@ -340,6 +347,12 @@ pub struct EndpointReporter {
     graph_networks: u64,
     /// The graph's nodes as last reported.
     nodes: BTreeMap<Str, Node>,
+    /// What changed in `nodes` since the last [`Reporter::report_changes`]; `None`
+    /// when its receiver needs the whole topology next (first call, a call of
+    /// `report` in between, the graph started again).
+    unsent: Option<NodeChanges>,
+    /// This tick reports changes (rather than every node).
+    send_changes: bool,
     last: LastBuild,
     /// Namespace dumps skipped because the namespace's counters had not moved.
     dumps_skipped: u64,
@@ -380,6 +393,8 @@ impl EndpointReporter {
             graph: EndpointGraph::default(),
             graph_networks: 0,
             nodes: BTreeMap::new(),
+            unsent: None,
+            send_changes: false,
             last: LastBuild::default(),
             dumps_skipped: 0,
             graphs_reused: 0,
@@ -545,7 +560,10 @@ impl EndpointReporter {
                         None => {}
                     }
                     match ct {
-                        Some(Ok(c)) => ns.conntrack = Some(c),
+                        Some(Ok(c)) => {
+                            ns.conntrack = Some(c);
+                            ns.closed_before_start = self.tick == 1;
+                        }
                         Some(Err(e)) => self.conntrack_failed(plan, &mut ns, &e, now),
                         None => {}
                     }
@@ -664,6 +682,14 @@ impl EndpointReporter {
         if try_conntrack && let Some(ct) = ns.conntrack.as_mut() {
             match ct.poll(now, &mut self.scratch.flows) {
                 Ok(_) => {
+                    if std::mem::take(&mut ns.closed_before_start) {
+                        ns.reported_closed.extend(
+                            self.scratch.flows[start..]
+                                .iter()
+                                .filter(|f| f.seen_reply() && f.is_closed())
+                                .map(closed_flow_key),
+                        );
+                    }
                     if plan.host {
                         self.conntrack_health.succeeded();
                     }
@@ -1044,6 +1070,9 @@ impl EndpointReporter {
             let Some(view) = self.graph.view(key) else {
                 if let Some(id) = self.ids.remove(key) {
                     self.nodes.remove(&id);
+                    if let Some(unsent) = self.unsent.as_mut() {
+                        unsent.nodes.insert(id, None);
+                    }
                 }
                 continue;
             };
@@ -1068,20 +1097,28 @@ impl EndpointReporter {
                 let real = self.endpoint_id(real);
                 node.set_latest(COPY_OF, now, real);
             }
+            if let Some(unsent) = self.unsent.as_mut() {
+                unsent.nodes.insert(id.clone(), Some(node.clone()));
+            }
             self.nodes.insert(id, node);
         }
         self.scratch.adjacency = adjacency;
         self.scratch.changed = changed;
-        for node in self.nodes.values_mut() {
-            for (_, entry) in node.latest.iter_mut() {
-                entry.timestamp = now;
-            }
-        }
         let tick_no = self.tick;
         if tick_no.is_multiple_of(60) {
             self.pid_text.retain(|_, (_, used)| *used + 60 > tick_no);
         }
         let mut report = Report::empty();
+        if self.send_changes {
+            // The receiver stamps the kept nodes itself.
+            return report;
+        }
+        for node in self.nodes.values_mut() {
+            for (_, entry) in node.latest.iter_mut() {
+                entry.timestamp = now;
+            }
+        }
+        self.unsent = None;
         report.topology_mut(TopologyKind::Endpoint).nodes = self.nodes.clone();
         report
     }
@@ -1095,6 +1132,7 @@ impl EndpointReporter {
             // The end points' keys depend on the local networks: start again.
             self.graph.reset();
             self.nodes.clear();
+            self.unsent = None;
             self.ids.clear();
             self.last.valid = false;
             self.graph_networks = self.networks_version;
@@ -1131,6 +1169,38 @@ impl Reporter for EndpointReporter {
     }
 
     fn report(&mut self, tick: &Tick) -> Result<Report, ReporterError> {
+        self.send_changes = false;
+        Ok(self.tick_report(tick))
+    }
+
+    fn report_changes(
+        &mut self,
+        tick: &Tick,
+    ) -> Result<(Report, Option<NodeChanges>), ReporterError> {
+        self.send_changes = true;
+        let report = self.tick_report(tick);
+        Ok((report, Some(self.take_changes())))
+    }
+}
+
+impl EndpointReporter {
+    /// What changed in the nodes since the last call (all of them if the receiver
+    /// needs the whole topology).
+    fn take_changes(&mut self) -> NodeChanges {
+        let total = self.nodes.len();
+        match self
+            .unsent
+            .replace(NodeChanges::none(TopologyKind::Endpoint, total))
+        {
+            Some(mut changes) => {
+                changes.total = total;
+                changes
+            }
+            None => NodeChanges::whole(TopologyKind::Endpoint, self.nodes.values().cloned()),
+        }
+    }
+
+    fn tick_report(&mut self, tick: &Tick) -> Report {
         self.tick += 1;
         let now = Instant::now();
         if let Some((version, networks)) = self.shared_networks.newer_than(self.shared_version) {
@@ -1155,7 +1225,7 @@ impl Reporter for EndpointReporter {
         self.namespaces.retain(|ns, _| live.contains(ns));
 
         self.resolve_owners(tick);
-        Ok(self.graph(tick, &plans))
+        self.graph(tick, &plans)
     }
 }
 
@@ -1561,6 +1631,10 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut kept = reporter();
             kept.set_local_networks(vec!["172.17.0.0/16".parse().expect("cidr")]);
+            // The same, sending changes to a receiver that keeps the nodes.
+            let mut changing = reporter();
+            changing.set_local_networks(vec!["172.17.0.0/16".parse().expect("cidr")]);
+            let mut receiver = crate::kept::KeptNodes::default();
             let mut sockets: Vec<TcpSocket> = Vec::new();
             let mut flows: Vec<Flow> = Vec::new();
             let mut owners: Vec<(u64, u32)> = Vec::new();
@@ -1631,6 +1705,20 @@ mod tests {
                     sockets.reverse(); // a dump in another order
                 }
                 let got = run(&mut kept, &sockets, &flows, &owners);
+                // Now and then a whole report in between: the next changes are whole.
+                changing.send_changes = rng.random_bool(0.9);
+                let mut changed = run(&mut changing, &sockets, &flows, &owners);
+                if changing.send_changes {
+                    let changes = changing.take_changes();
+                    assert_eq!(changes.total, got[TopologyKind::Endpoint].nodes.len());
+                    receiver.apply(changes, rescope_report::GoTime::now(), drop);
+                    receiver.merge_into(&mut changed);
+                }
+                assert_eq!(
+                    restamped(changed),
+                    restamped(got.clone()),
+                    "changes, seed {seed}, tick {tick}"
+                );
                 let mut fresh = reporter();
                 fresh.set_local_networks(vec!["172.17.0.0/16".parse().expect("cidr")]);
                 let want = run(&mut fresh, &sockets, &flows, &owners);

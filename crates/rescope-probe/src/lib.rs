@@ -16,6 +16,7 @@ mod endpoint_graph;
 pub mod health;
 pub mod host;
 pub mod hostexec;
+pub mod kept;
 mod pending;
 pub mod pipe;
 pub mod plugin;
@@ -157,11 +158,13 @@ pub async fn run(config: config::ProbeConfig, shutdown: Shutdown) -> std::io::Re
         ));
     }
     let woken = spy.woken_reports();
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(spy.run(config.spy_interval, tx, shutdown.clone()));
     if config.publish_stdout {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(spy.run(config.spy_interval, tx, shutdown.clone()));
         print_reports(config.publish_interval, rx, shutdown).await
     } else {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(spy.run_changes(config.spy_interval, tx, shutdown.clone()));
         let (shortcut_tx, shortcut_rx) = tokio::sync::mpsc::channel(1024);
         controls.set_shortcut_sink(shortcut_tx);
         tracing::info!(

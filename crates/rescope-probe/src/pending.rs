@@ -7,9 +7,12 @@
 //! cost. [`merge_newer`] gives the same report as [`Report::merge_owned`], but a node
 //! whose incoming copy [`supersedes`] the pending one simply takes its place.
 
+use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
-use rescope_report::{LatestEntry, Node, Report, SortedMap, TopologyKind};
+use rescope_report::{LatestEntry, Node, Report, SortedMap, Str, TopologyKind};
+
+use crate::kept::{KeptNodes, SpyReport};
 
 /// Merges `newer` into `pending`: the same result as `pending.merge_owned(newer)`.
 pub fn merge_newer(pending: &mut Report, mut newer: Report) {
@@ -29,19 +32,112 @@ pub fn merge_newer(pending: &mut Report, mut newer: Report) {
             continue;
         }
         for (id, node) in nodes {
-            match mine.entry(id) {
-                Entry::Vacant(slot) => {
-                    slot.insert(node);
-                }
-                Entry::Occupied(mut slot) => {
-                    if supersedes(&node, slot.get()) {
-                        *slot.get_mut() = node;
-                    } else {
-                        slot.get_mut().merge_in_topology(&node, kind);
-                    }
-                }
+            merge_node(mine, kind, id, node);
+        }
+    }
+}
+
+/// Merges `node`, no older than what `nodes` holds under `id`, into `nodes`.
+pub fn merge_node(nodes: &mut BTreeMap<Str, Node>, kind: TopologyKind, id: Str, node: Node) {
+    match nodes.entry(id) {
+        Entry::Vacant(slot) => {
+            slot.insert(node);
+        }
+        Entry::Occupied(mut slot) => {
+            if supersedes(&node, slot.get()) {
+                *slot.get_mut() = node;
+            } else if let Some(node) = replace_keeping_samples(slot.get_mut(), node) {
+                slot.get_mut().merge_in_topology(&node, kind);
             }
         }
+    }
+}
+
+/// When `newer` would supersede `older` but for their metrics, and both have the same
+/// metrics (a process node: a new CPU and memory sample each tick), `newer` takes the
+/// place of `older` with `older`'s samples merged before its own, in `older`'s
+/// vectors: what a merge gives, without building every map of the node again.
+/// Otherwise gives `newer` back.
+fn replace_keeping_samples(older: &mut Node, mut newer: Node) -> Option<Node> {
+    let same_metrics = older.metrics.len() == newer.metrics.len()
+        && older
+            .metrics
+            .iter()
+            .zip(newer.metrics.iter())
+            .all(|((a, _), (b, _))| a == b);
+    let applies = same_metrics
+        && !older.metrics.is_empty()
+        && older.children.is_empty()
+        && newer.id == older.id
+        && newer.topology == older.topology
+        && newer.adjacency == older.adjacency
+        && newer.sets == older.sets
+        && newer.parents == older.parents
+        && latest_supersedes(&newer.latest, &older.latest);
+    if !applies {
+        return Some(newer);
+    }
+    let mut metrics = std::mem::take(&mut older.metrics);
+    for ((_, mine), (_, theirs)) in metrics.iter_mut().zip(newer.metrics.iter()) {
+        mine.merge_from(theirs);
+    }
+    newer.metrics = metrics;
+    *older = newer;
+    None
+}
+
+/// The spy's reports of one publish window, merged: the union the next publish sends.
+///
+/// A kept topology ([`crate::kept`]) is not merged tick by tick: the publisher keeps
+/// its own copy and adds it, stamped with the time of the window's last tick, when
+/// the window is published. Only the copies replaced or removed during the window go
+/// into the pending report as they come, so that the union still has them.
+#[derive(Debug, Default)]
+pub struct Pending {
+    report: Option<Report>,
+    kept: KeptNodes,
+    /// The kept topology was current at some tick of this window.
+    kept_in_window: bool,
+}
+
+impl Pending {
+    /// Adds one spy report to the window.
+    pub fn add(&mut self, spy: SpyReport) {
+        let SpyReport { report, kept } = spy;
+        if let Some(changes) = kept {
+            let kind = changes.kind;
+            let in_window = self.kept_in_window;
+            let window = self.report.as_mut();
+            match (in_window, window) {
+                (true, Some(window)) => {
+                    let nodes = &mut window.topology_mut(kind).nodes;
+                    self.kept.apply(changes, report.ts, |old| {
+                        merge_node(nodes, kind, old.id.clone(), old)
+                    });
+                }
+                _ => self.kept.apply(changes, report.ts, drop),
+            }
+            self.kept_in_window = true;
+        }
+        match self.report.as_mut() {
+            Some(pending) => {
+                // The plugin list is a state, not a history: the newest spy report's
+                // replaces the union a merge would give.
+                let plugins = report.plugins.clone();
+                merge_newer(pending, report);
+                pending.plugins = plugins;
+            }
+            None => self.report = Some(report),
+        }
+    }
+
+    /// The window's report, if any spy report came in it; starts a new window.
+    pub fn take(&mut self) -> Option<Report> {
+        let mut report = self.report.take()?;
+        if std::mem::take(&mut self.kept_in_window) {
+            self.kept.merge_into(&mut report);
+        }
+        Some(report)
     }
 }
 
@@ -87,8 +183,10 @@ fn latest_supersedes(newer: &SortedMap<LatestEntry>, older: &SortedMap<LatestEnt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rescope_report::{GoTime, Metric, Str};
-    use std::collections::BTreeMap;
+    use crate::kept::NodeChanges;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use rescope_report::{GoTime, Metric};
 
     fn t(secs: i64) -> GoTime {
         GoTime::from_unix(1_700_000_000 + secs, 0).expect("in range")
@@ -152,6 +250,25 @@ mod tests {
         insert(p(&mut older), busy.clone());
         busy.metrics.insert("cpu", Metric::single(t(2), 7.0, 100.0));
         insert(p(&mut newer), busy);
+        // A process with the same metrics and newer details: samples kept in order.
+        let proc_node = |at: i64, name: &str, cpu: f64| {
+            let mut n = Node::new("h;2")
+                .with_topology("process")
+                .with_latest("name", t(at), name);
+            n.metrics.insert("cpu", Metric::single(t(at), cpu, 100.0));
+            n.metrics.insert("mem", Metric::single(t(at), 10.0, 1000.0));
+            n
+        };
+        insert(p(&mut older), proc_node(1, "sleep", 1.0));
+        insert(p(&mut newer), proc_node(2, "sleep", 3.0));
+        // A metric only one copy has.
+        let mut partial = proc_node(1, "x", 2.0);
+        partial.id = Str::new("h;3");
+        insert(p(&mut older), partial);
+        let mut fuller = proc_node(2, "x", 4.0);
+        fuller.id = Str::new("h;3");
+        fuller.metrics.insert("io", Metric::single(t(2), 1.0, 1.0));
+        insert(p(&mut newer), fuller);
         // A topology only the newer report has nodes in.
         insert(h(&mut newer), Node::new("h;<host>").with_topology("host"));
         older.ts = t(1);
@@ -188,5 +305,104 @@ mod tests {
         assert!(!supersedes(&e(&newer, "edge"), &e(&older, "edge")));
         let p = |r: &Report| r.topology(TopologyKind::Process).nodes["h;1"].clone();
         assert!(!supersedes(&p(&newer), &p(&older)));
+    }
+
+    /// A random endpoint topology: few IDs, pids, edges and keys, so that ticks share
+    /// nodes, and change some of them.
+    fn random_endpoints(rng: &mut StdRng, ts: GoTime) -> BTreeMap<Str, Node> {
+        let mut nodes = BTreeMap::new();
+        for i in 0..8 {
+            if rng.random_bool(0.3) {
+                continue;
+            }
+            let id = format!("h;10.0.0.1;{i}");
+            let mut node = Node::new(id.as_str()).with_topology("endpoint");
+            if rng.random_bool(0.7) {
+                node.set_latest("pid", ts, rng.random_range(1..3).to_string());
+                node.set_latest("host_node_id", ts, "h;<host>");
+            }
+            if rng.random_bool(0.2) {
+                node.set_latest("copy_of", ts, "h;10.0.0.1;0");
+            }
+            for j in 0..8 {
+                if rng.random_bool(0.15) {
+                    node.adjacency.insert(format!("h;10.0.0.1;{j}").as_str());
+                }
+            }
+            nodes.insert(node.id.clone(), node);
+        }
+        nodes
+    }
+
+    fn without_times(node: &Node) -> Node {
+        let mut node = node.clone();
+        for (_, entry) in node.latest.iter_mut() {
+            entry.timestamp = GoTime::default();
+        }
+        node
+    }
+
+    #[test]
+    fn a_window_of_changes_publishes_what_a_window_of_whole_reports_does() {
+        for seed in 0..300 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut whole = Pending::default();
+            let mut changes = Pending::default();
+            let mut last_sent: BTreeMap<Str, Node> = BTreeMap::new();
+            let mut sent_any = false;
+            for tick in 0..30 {
+                let ts = t(tick);
+                let mut report = Report::empty();
+                report.ts = ts;
+                let mut process = Node::new("h;1").with_topology("process");
+                process.set_latest("name", ts, "sleep");
+                report.topology_mut(TopologyKind::Process).add_node(process);
+                // Now and then the endpoint reporter fails: its nodes are missing.
+                let failed = rng.random_bool(0.1);
+                let nodes = random_endpoints(&mut rng, ts);
+                let mut full = report.clone();
+                if !failed {
+                    full.topology_mut(TopologyKind::Endpoint).nodes = nodes.clone();
+                }
+                whole.add(SpyReport::from(full));
+                let kept = (!failed).then(|| {
+                    let mut c = if !sent_any || rng.random_bool(0.1) {
+                        NodeChanges::whole(TopologyKind::Endpoint, nodes.values().cloned())
+                    } else {
+                        let mut c = NodeChanges::none(TopologyKind::Endpoint, nodes.len());
+                        for (id, node) in &nodes {
+                            // Unchanged nodes are sent too, now and then.
+                            let same = last_sent
+                                .get(id)
+                                .is_some_and(|n| without_times(n) == without_times(node));
+                            if !same || rng.random_bool(0.1) {
+                                c.nodes.insert(id.clone(), Some(node.clone()));
+                            }
+                        }
+                        for id in last_sent.keys() {
+                            if !nodes.contains_key(id) {
+                                c.nodes.insert(id.clone(), None);
+                            }
+                        }
+                        c
+                    };
+                    c.total = nodes.len();
+                    // The receiver stamps kept nodes itself: times sent do not count.
+                    for node in c.nodes.values_mut().flatten() {
+                        if rng.random_bool(0.5) {
+                            *node = without_times(node);
+                        }
+                    }
+                    last_sent = nodes.clone();
+                    sent_any = true;
+                    c
+                });
+                changes.add(SpyReport { report, kept });
+                if rng.random_bool(0.35) {
+                    assert_eq!(changes.take(), whole.take(), "seed {seed}, tick {tick}");
+                }
+            }
+            assert_eq!(changes.take(), whole.take(), "seed {seed}, at the end");
+        }
     }
 }

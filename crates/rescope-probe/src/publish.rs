@@ -242,7 +242,7 @@ pub struct Publisher {
     settings: PublishSettings,
     clients: Vec<Arc<AppClient>>,
     metrics: Arc<SelfMetrics>,
-    pending: Option<Report>,
+    pending: crate::pending::Pending,
     last_full: Option<Report>,
     publish_count: u64,
     last_attempt: Option<GoTime>,
@@ -300,7 +300,7 @@ impl Publisher {
             settings,
             clients,
             metrics,
-            pending: None,
+            pending: crate::pending::Pending::default(),
             last_full: None,
             publish_count: 0,
             last_attempt: None,
@@ -322,7 +322,7 @@ impl Publisher {
     /// `shortcuts`, and publishes them.
     pub async fn run(
         mut self,
-        mut reports: mpsc::Receiver<Report>,
+        mut reports: mpsc::Receiver<crate::kept::SpyReport>,
         mut shortcuts: mpsc::Receiver<Report>,
         mut shutdown: Shutdown,
     ) {
@@ -336,7 +336,8 @@ impl Publisher {
         loop {
             tokio::select! {
                 report = reports.recv() => {
-                    let Some(report) = report else { return };
+                    let Some(spy) = report else { return };
+                    let report = &spy.report;
                     let woken = self.woken.as_ref().is_some_and(|w| w.take_reached(report.ts));
                     // A plugin that came, went or changed status is published at once.
                     let plugins_changed = self
@@ -346,16 +347,7 @@ impl Publisher {
                     if plugins_changed || self.plugins_seen.is_none() {
                         self.plugins_seen = Some(report.plugins.clone());
                     }
-                    match self.pending.as_mut() {
-                        Some(p) => {
-                            // The plugin list is a state, not a history: the newest
-                            // spy report's replaces the union a merge would give.
-                            let plugins = report.plugins.clone();
-                            crate::pending::merge_newer(p, report);
-                            p.plugins = plugins;
-                        }
-                        None => self.pending = Some(report),
-                    }
+                    self.pending.add(spy);
                     if first || plugins_changed || woken {
                         first = false;
                         self.full_next |= plugins_changed;

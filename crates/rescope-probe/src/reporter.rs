@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rescope_report::{GoTime, Report};
 
+use crate::kept::NodeChanges;
 use crate::walker::ProcSnapshot;
 
 /// The inputs shared by every reporter in one spy tick.
@@ -22,6 +23,18 @@ pub trait Reporter: Send {
     /// A short name for logs and metrics (`host`, `process`, `endpoint`, …).
     fn name(&self) -> &'static str;
     fn report(&mut self, tick: &Tick) -> Result<Report, ReporterError>;
+
+    /// Like [`Reporter::report`], for a receiver that keeps a copy of what this
+    /// reporter keeps between ticks: the kept topology's nodes are left out of the
+    /// report, and what changed in them since the last call of this method is
+    /// returned instead (the whole topology on the first call, or after a call of
+    /// `report`). A reporter that keeps nothing returns no changes.
+    fn report_changes(
+        &mut self,
+        tick: &Tick,
+    ) -> Result<(Report, Option<NodeChanges>), ReporterError> {
+        Ok((self.report(tick)?, None))
+    }
 }
 
 /// Why a reporter produced nothing this tick.

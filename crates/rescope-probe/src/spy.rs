@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rescope_report::{GoTime, Report};
+use rescope_report::{GoTime, Report, Str};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::Shutdown;
+use crate::kept::{KeptNodes, NodeChanges, SpyReport};
 use crate::reporter::{Reporter, Tick};
 use crate::selfmetrics::SelfMetrics;
 use crate::tagger;
@@ -65,6 +66,9 @@ pub struct Spy {
     metrics: Arc<SelfMetrics>,
     latest: Arc<Mutex<Option<Arc<Report>>>>,
     keep_latest: bool,
+    /// The spy's own copy of the kept topology, for whole reports (`/debug/report`,
+    /// [`Spy::tick`]); brought up to date only when one is wanted.
+    kept: Mutex<KeptNodes>,
     ticks: AtomicU64,
     /// The last error of each reporter, so a failure is logged once, not every tick.
     last_errors: Mutex<HashMap<&'static str, String>>,
@@ -94,6 +98,7 @@ impl Spy {
             metrics,
             latest: Arc::default(),
             keep_latest: false,
+            kept: Mutex::default(),
             ticks: AtomicU64::new(0),
             last_errors: Mutex::default(),
             wake: Vec::new(),
@@ -122,8 +127,17 @@ impl Spy {
         self.latest.clone()
     }
 
-    /// One spy tick.
+    /// One spy tick: a whole report.
     pub async fn tick(&self) -> Report {
+        self.tick_inner(true).await.report
+    }
+
+    /// One spy tick: the report, without the unchanged nodes of a kept topology.
+    pub async fn tick_changes(&self) -> SpyReport {
+        self.tick_inner(false).await
+    }
+
+    async fn tick_inner(&self, whole: bool) -> SpyReport {
         let started = Instant::now();
         let now = GoTime::now();
         let procs = match &self.walker {
@@ -168,19 +182,23 @@ impl Spy {
                     );
                 };
                 let name = r.name();
-                let out = r.report(&tick).map_err(|e| e.to_string());
+                let out = r.report_changes(&tick).map_err(|e| e.to_string());
                 (name, out, started.elapsed().as_secs_f64())
             })
         });
         let results = futures_util::future::join_all(runs).await;
         let mut report = Report::empty();
         report.ts = now;
+        let mut kept: Option<NodeChanges> = None;
         for result in results {
             match result {
-                Ok((name, Ok(partial), secs)) => {
+                Ok((name, Ok((partial, changes)), secs)) => {
                     self.metrics.reporter_ran(name, secs, true);
                     self.clear_error(name);
                     report.merge_owned(partial);
+                    if changes.is_some() {
+                        kept = changes;
+                    }
                 }
                 Ok((name, Err(e), secs)) => {
                     self.metrics.reporter_ran(name, secs, false);
@@ -192,20 +210,52 @@ impl Spy {
         report.ts = now;
         tagger::tag_host(&mut report, &self.host_node_id, now);
         tagger::tag_topologies(&mut report);
+        if let Some(changes) = kept.as_mut() {
+            let name = Str::new(changes.kind.name());
+            for node in changes.nodes.values_mut().flatten() {
+                if node.topology.is_empty() {
+                    node.topology = name.clone();
+                }
+            }
+        }
         for (kind, t) in report.topologies() {
-            if !t.nodes.is_empty() {
-                self.metrics.report_nodes(kind.name(), t.nodes.len());
+            let n = t.nodes.len()
+                + kept
+                    .as_ref()
+                    .filter(|c| c.kind == kind)
+                    .map_or(0, |c| c.total);
+            if n > 0 {
+                self.metrics.report_nodes(kind.name(), n);
             }
         }
         self.metrics.spy_ran(started.elapsed().as_secs_f64());
         let tick_no = self.ticks.fetch_add(1, Ordering::Relaxed);
-        if self.keep_latest
-            && let Ok(mut slot) = self.latest.lock()
-            && (slot.is_none() || tick_no.is_multiple_of(DEBUG_COPY_EVERY))
+        if (whole || self.keep_latest)
+            && let Ok(mut mine) = self.kept.lock()
         {
-            *slot = Some(Arc::new(report.clone()));
+            let kept_now = kept.is_some();
+            if whole {
+                if let Some(changes) = kept.take() {
+                    mine.apply(changes, now, drop);
+                }
+            } else if let Some(changes) = &kept {
+                mine.apply(changes.clone(), now, drop);
+            }
+            if whole && kept_now {
+                mine.merge_into(&mut report);
+            }
+            if self.keep_latest
+                && let Ok(mut slot) = self.latest.lock()
+                && (slot.is_none() || tick_no.is_multiple_of(DEBUG_COPY_EVERY))
+            {
+                let mut copy = report.clone();
+                if !whole && kept_now {
+                    mine.merge_into(&mut copy);
+                }
+                *slot = Some(Arc::new(copy));
+            }
         }
-        report
+        SpyReport { report, kept }
     }
 
     fn note_error(&self, who: &'static str, error: &str) {
@@ -230,15 +280,48 @@ impl Spy {
         }
     }
 
-    /// Ticks every `interval` until shutdown, sending each report to the publisher. If
-    /// the publisher falls behind, reports are dropped (and counted) rather than
+    /// Ticks every `interval` until shutdown, sending each (whole) report to `tx`. If
+    /// the receiver falls behind, reports are dropped (and counted) rather than
     /// stalling collection.
     pub async fn run(
         self,
         interval: std::time::Duration,
         tx: mpsc::Sender<Report>,
+        shutdown: Shutdown,
+    ) {
+        let send = move |spy: SpyReport| match tx.try_send(spy.report) {
+            Ok(()) => Sent::Yes,
+            Err(mpsc::error::TrySendError::Full(_)) => Sent::Full(None),
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
+        };
+        self.run_loop(interval, true, send, shutdown).await
+    }
+
+    /// Like [`Spy::run`], but sends what changed in a kept topology instead of all its
+    /// nodes (see [`crate::kept`]). Changes in a report the receiver could not take go
+    /// with the next one.
+    pub async fn run_changes(
+        self,
+        interval: std::time::Duration,
+        tx: mpsc::Sender<SpyReport>,
+        shutdown: Shutdown,
+    ) {
+        let send = move |spy: SpyReport| match tx.try_send(spy) {
+            Ok(()) => Sent::Yes,
+            Err(mpsc::error::TrySendError::Full(spy)) => Sent::Full(spy.kept),
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
+        };
+        self.run_loop(interval, false, send, shutdown).await
+    }
+
+    async fn run_loop(
+        self,
+        interval: std::time::Duration,
+        whole: bool,
+        mut send: impl FnMut(SpyReport) -> Sent,
         mut shutdown: Shutdown,
     ) {
+        let mut carried: Option<NodeChanges> = None;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dropped = 0u64;
@@ -264,23 +347,38 @@ impl Spy {
                 return;
             }
             last_tick = Some(tokio::time::Instant::now());
-            let report = self.tick().await;
+            let mut report = self.tick_inner(whole).await;
             if woken {
-                self.woken.mark(report.ts);
+                self.woken.mark(report.report.ts);
             }
-            match tx.try_send(report) {
-                Ok(()) => dropped = 0,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+            if let Some(earlier) = carried.take() {
+                report.kept = Some(match report.kept.take() {
+                    Some(now) => earlier.then(now),
+                    None => earlier,
+                });
+            }
+            match send(report) {
+                Sent::Yes => dropped = 0,
+                Sent::Full(kept) => {
+                    carried = kept;
                     dropped += 1;
                     self.metrics.dropped("spy-queue");
                     if dropped == 1 {
                         warn!("publisher is not keeping up; dropping spy reports until it does");
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Sent::Closed => return,
             }
         }
     }
+}
+
+/// What became of a report handed to the receiver.
+enum Sent {
+    Yes,
+    /// The receiver's queue was full: the report was dropped, these changes with it.
+    Full(Option<NodeChanges>),
+    Closed,
 }
 
 /// Resolves when any of `wake` is signalled; never when there is none.

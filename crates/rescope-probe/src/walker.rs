@@ -23,6 +23,15 @@
 //! CPU use is exactly 0; its thread count, state and parent cannot change without it
 //! running, except that its parent may exit (then it is read again at once) and its
 //! memory may be reclaimed (so `stat` is read at least every [`STAT_REFRESH_TICKS`]).
+//!
+//! Most processes of a busy host sleep for minutes, and reading every one's
+//! `schedstat` every tick was the largest part of the walk. A single-threaded process
+//! found idle [`IDLE_CHECKS_BEFORE_STAGGER`] times in a row is checked only every
+//! [`SCHEDSTAT_PERIOD`] ticks, staggered by pid. The trade-off: when such a process
+//! wakes up, it shows 0 % CPU for up to `SCHEDSTAT_PERIOD - 1` ticks, then the CPU it
+//! used since its last check, averaged over the time since that check (so a short
+//! burst shows smaller and longer than it was, never lost); from then on it is read
+//! every tick until it has been idle a while again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -40,6 +49,11 @@ pub const FD_LIST_PERIOD: u64 = 5;
 pub const FD_RELINK_PERIOD: u64 = 60;
 /// The longest a single-threaded idle process goes without its `stat` being read.
 pub const STAT_REFRESH_TICKS: u64 = 10;
+/// A single-threaded process found idle this many times in a row has its run time
+/// checked only every [`SCHEDSTAT_PERIOD`] ticks, staggered by pid.
+pub const IDLE_CHECKS_BEFORE_STAGGER: u32 = 5;
+/// How often (in ticks) a long-idle process's run time is checked.
+pub const SCHEDSTAT_PERIOD: u64 = 3;
 
 /// What the probe knows about one process at one tick.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +108,11 @@ struct Known {
     /// The main thread's run time (ns) when `stat` was last read; 0 when unknown.
     runtime_at_stat: u64,
     stat_tick: u64,
+    /// The start of the walk that last read `stat` or found the process idle: its CPU
+    /// use is known up to then.
+    seen_at: Option<Instant>,
+    /// How many run-time checks in a row found the process idle.
+    idle_checks: u32,
     /// The main thread's run time when the fds were last listed; 0 when unknown.
     runtime_at_fds: u64,
     fds_tick: u64,
@@ -158,6 +177,11 @@ pub struct ProcessWalker {
     max_open_stats: usize,
     /// `stat` reads saved because the process had not run.
     stats_skipped: u64,
+    /// `schedstat` reads saved because the process had long been idle.
+    schedstats_skipped: u64,
+    /// The proc root, kept open and listed again each tick.
+    root_dir: Option<nix::dir::Dir>,
+    pids: Vec<u32>,
 }
 
 fn clk_tck() -> f64 {
@@ -191,12 +215,35 @@ impl ProcessWalker {
             host_netns: None,
             max_open_stats: stat_file_budget(),
             stats_skipped: 0,
+            schedstats_skipped: 0,
+            root_dir: None,
+            pids: Vec::with_capacity(512),
         }
+    }
+
+    /// The pids in the proc root, listed through the directory kept open (opened again
+    /// when that fails).
+    fn list_pids(&mut self) -> io::Result<Vec<u32>> {
+        let mut pids = std::mem::take(&mut self.pids);
+        if let Some(dir) = self.root_dir.as_mut()
+            && ProcFs::list_pids(dir, &mut pids).is_ok()
+        {
+            return Ok(pids);
+        }
+        let mut dir = self.fs.open_root()?;
+        ProcFs::list_pids(&mut dir, &mut pids)?;
+        self.root_dir = Some(dir);
+        Ok(pids)
     }
 
     /// How many `stat` reads were saved because a process had not run since the last.
     pub fn stats_skipped(&self) -> u64 {
         self.stats_skipped
+    }
+
+    /// How many `schedstat` reads were saved because a process had long been idle.
+    pub fn schedstats_skipped(&self) -> u64 {
+        self.schedstats_skipped
     }
 
     pub fn procfs(&self) -> &ProcFs {
@@ -205,9 +252,10 @@ impl ProcessWalker {
 
     /// Walks every process. Fails only when the proc root itself cannot be read.
     pub fn walk(&mut self, now: GoTime) -> io::Result<ProcSnapshot> {
-        let pids = self.fs.pids()?;
-        let elapsed = self.last_walk.map(|t| t.elapsed().as_secs_f64());
-        self.last_walk = Some(Instant::now());
+        let pids = self.list_pids()?;
+        let walk_start = Instant::now();
+        let elapsed = self.last_walk.map(|t| (walk_start - t).as_secs_f64());
+        self.last_walk = Some(walk_start);
         self.tick += 1;
         if self.host_netns.is_none() {
             self.host_netns = self.fs.net_namespace(1).ok().flatten();
@@ -216,23 +264,42 @@ impl ProcessWalker {
         self.known.retain(|pid, _| alive.contains(pid));
         let mut open_stats: usize = self.known.values().map(Known::open_files).sum();
         let tick = self.tick;
-        for pid in pids {
+        for &pid in &pids {
             let list_fds = (u64::from(pid) + tick).is_multiple_of(FD_LIST_PERIOD);
             // A single-threaded process that has not run since its stat was read.
             let mut runtime = None;
             if let Some(k) = self.known.get_mut(&pid) {
+                let parent_alive = k.info.ppid == 0 || alive.contains(&k.info.ppid);
+                let stat_fresh = tick - k.stat_tick < STAT_REFRESH_TICKS;
+                // Idle for a while: its run time is checked only at its turn. Until
+                // then it counts as idle still (CPU 0); a wake-up shows at the next
+                // check, with the CPU used since the last one.
+                if k.idle_checks >= IDLE_CHECKS_BEFORE_STAGGER
+                    && !(u64::from(pid) + tick).is_multiple_of(SCHEDSTAT_PERIOD)
+                    && k.info.threads == 1
+                    && k.runtime_at_stat > 0
+                    && stat_fresh
+                    && parent_alive
+                {
+                    self.stats_skipped += 1;
+                    self.schedstats_skipped += 1;
+                    k.info.cpu_percent = elapsed.filter(|e| *e > 0.0).map(|_| 0.0);
+                    let runtime = Some(k.runtime_at_stat);
+                    if list_fds && k.fds_due(tick, runtime) {
+                        Self::list_fds(&self.fs, tick, pid, k, &mut self.fd_buf, runtime);
+                    }
+                    continue;
+                }
                 runtime = k
                     .schedstat_file
                     .as_ref()
                     .filter(|_| k.info.threads == 1)
                     .and_then(|f| ProcFs::reread_schedstat(f, &mut self.buf).ok())
                     .filter(|ns| *ns > 0); // 0: the kernel keeps no schedstats
-                let parent_alive = k.info.ppid == 0 || alive.contains(&k.info.ppid);
-                if runtime == Some(k.runtime_at_stat)
-                    && tick - k.stat_tick < STAT_REFRESH_TICKS
-                    && parent_alive
-                {
+                if runtime == Some(k.runtime_at_stat) && stat_fresh && parent_alive {
                     self.stats_skipped += 1;
+                    k.idle_checks = k.idle_checks.saturating_add(1);
+                    k.seen_at = Some(walk_start);
                     k.info.cpu_percent = elapsed.filter(|e| *e > 0.0).map(|_| 0.0);
                     if list_fds && k.fds_due(tick, runtime) {
                         Self::list_fds(&self.fs, tick, pid, k, &mut self.fd_buf, runtime);
@@ -277,11 +344,19 @@ impl ProcessWalker {
             let Some(k) = self.known.get_mut(&pid) else {
                 continue;
             };
+            if runtime != Some(k.runtime_at_stat) {
+                k.idle_checks = 0;
+            }
             k.runtime_at_stat = runtime.unwrap_or(0);
             k.stat_tick = tick;
             let delta = stat.cpu_ticks.saturating_sub(k.cpu_ticks);
             k.cpu_ticks = stat.cpu_ticks;
-            k.info.cpu_percent = elapsed
+            // Over the time since its CPU use was last known (the last walk, unless
+            // its run time was not checked at every walk).
+            let since = k.seen_at.map(|t| (walk_start - t).as_secs_f64());
+            k.seen_at = Some(walk_start);
+            k.info.cpu_percent = since
+                .or(elapsed)
                 .filter(|e| *e > 0.0)
                 .map(|e| delta as f64 / clk / e * 100.0);
             k.info.ppid = stat.ppid;
@@ -292,6 +367,7 @@ impl ProcessWalker {
                 Self::list_fds(&self.fs, tick, pid, k, &mut self.fd_buf, runtime);
             }
         }
+        self.pids = pids;
         Ok(self.snapshot(now))
     }
 
@@ -342,6 +418,8 @@ impl ProcessWalker {
             schedstat_file: None,
             runtime_at_stat: 0,
             stat_tick: self.tick,
+            seen_at: self.last_walk,
+            idle_checks: 0,
             runtime_at_fds: 0,
             fds_tick: self.tick,
             runtime_at_relink: 0,
@@ -692,5 +770,82 @@ mod tests {
         link(6, 600);
         write("30/schedstat", "2500000000 0 15\n");
         assert!(w.resolve_sockets(&[(600, 0)]).is_empty());
+    }
+
+    #[test]
+    fn a_long_idle_process_is_checked_at_its_turn_and_its_cpu_shows_then() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let write = file_writer(root);
+        let stat = |utime: u32| {
+            format!(
+                "21 (sleepy) S 1 21 21 0 -1 4194560 0 0 0 0 {utime} 0 0 0 20 0 1 0 700 0 50 0\n"
+            )
+        };
+        write(
+            "1/stat",
+            "1 (init) S 0 1 1 0 -1 4194560 0 0 0 0 1 1 0 0 20 0 3 0 100 0 90 0\n",
+        );
+        write("21/stat", &stat(100));
+        write("21/schedstat", "1000000000 0 5\n");
+        write("21/cmdline", "sleepy\0");
+        std::fs::create_dir_all(root.join("21/fd")).expect("fd dir");
+        let mut w = ProcessWalker::new(root, false);
+        w.walk(GoTime::now()).expect("first sight");
+        w.walk(GoTime::now()).expect("stat read, run time noted");
+        for _ in 0..IDLE_CHECKS_BEFORE_STAGGER {
+            w.walk(GoTime::now()).expect("idle");
+        }
+        assert_eq!(
+            w.schedstats_skipped(),
+            0,
+            "checked every tick until idle a while"
+        );
+
+        // Long idle: checked once in SCHEDSTAT_PERIOD ticks.
+        let before = w.schedstats_skipped();
+        for _ in 0..SCHEDSTAT_PERIOD {
+            let snap = w.walk(GoTime::now()).expect("walk");
+            assert_eq!(snap.processes[&21].cpu_percent, Some(0.0));
+        }
+        assert_eq!(w.schedstats_skipped() - before, SCHEDSTAT_PERIOD - 1);
+
+        // Walk up to a tick where its run time is checked.
+        let checked_at = loop {
+            let at = std::time::Instant::now();
+            let skipped = w.schedstats_skipped();
+            w.walk(GoTime::now()).expect("walk");
+            if w.schedstats_skipped() == skipped {
+                break at;
+            }
+        };
+        // It wakes and uses 0.5 s of CPU: unseen until its next check...
+        write("21/schedstat", "1500000000 0 9\n");
+        write("21/stat", &stat(150));
+        let gap = std::time::Duration::from_millis(30);
+        for _ in 1..SCHEDSTAT_PERIOD {
+            std::thread::sleep(gap);
+            let snap = w.walk(GoTime::now()).expect("walk");
+            assert_eq!(snap.processes[&21].cpu_percent, Some(0.0));
+        }
+        // ... then shown as that CPU over the time since the last check, not as if
+        // it had all been used in the last tick.
+        std::thread::sleep(gap);
+        let snap = w.walk(GoTime::now()).expect("walk");
+        let window = checked_at.elapsed().as_secs_f64();
+        let cpu = snap.processes[&21].cpu_percent.expect("rate");
+        let used = 50.0 / clk_tck();
+        let over_window = used / window * 100.0;
+        let over_periods = used / (gap.as_secs_f64() * SCHEDSTAT_PERIOD as f64) * 100.0;
+        assert!(
+            cpu >= over_window && cpu <= over_periods * 1.001,
+            "{over_window} <= {cpu} <= {over_periods}"
+        );
+        // Awake: checked every tick again.
+        let before = w.schedstats_skipped();
+        for _ in 0..SCHEDSTAT_PERIOD {
+            w.walk(GoTime::now()).expect("walk");
+        }
+        assert_eq!(w.schedstats_skipped(), before);
     }
 }

@@ -383,3 +383,82 @@ fn a_connection_that_closed_between_ticks_is_reported_from_conntrack() {
         .is_some_and(|n| n.adjacency.contains(&server_id));
     assert!(!still, "a closed flow is reported once");
 }
+
+#[test]
+fn flows_that_closed_before_the_probe_started_are_not_reported() {
+    if let Some(why) = cannot_run() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let Some(ns) = namespace_with_conntrack() else {
+        return;
+    };
+    let mut runner = NetnsRunner::new();
+    let listener = runner
+        .run_in(&target(&ns), || TcpListener::bind("127.0.0.1:0"))
+        .expect("enter namespace")
+        .expect("listener");
+    let server_port = listener.local_addr().expect("addr").port();
+    let scope = format!("{HOST}-{}", ns.inode);
+    let server_id = format!("{scope};127.0.0.1;{server_port}");
+    // Connections opened and closed before the probe starts: conntrack keeps each
+    // as a TIME_WAIT flow for two minutes.
+    let connect_and_close = |runner: &mut NetnsRunner| {
+        let port = runner
+            .run_in(&target(&ns), move || {
+                let client = TcpStream::connect(("127.0.0.1", server_port))?;
+                client.local_addr().map(|a| a.port())
+            })
+            .expect("enter namespace")
+            .expect("connect");
+        drop(listener.accept().expect("accept"));
+        port
+    };
+    let before: Vec<u16> = (0..3).map(|_| connect_and_close(&mut runner)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let closed_flows = runner
+        .run_in(&target(&ns), || {
+            let mut flows = Vec::new();
+            Conntrack::open()?.dump_tcp(&mut flows)?;
+            Ok::<_, rescope_probe::sys::sockdiag::NetlinkError>(flows)
+        })
+        .expect("enter namespace");
+    let closed_flows = match closed_flows {
+        Ok(flows) => flows,
+        Err(e) => {
+            println!("SKIPPED: conntrack is not readable on this machine: {e}");
+            return;
+        }
+    };
+    for port in &before {
+        assert!(
+            closed_flows
+                .iter()
+                .any(|f| f.original.src.port() == *port && f.is_closed() && f.seen_reply()),
+            "conntrack keeps the closed flow from port {port}: {closed_flows:?}"
+        );
+    }
+
+    let (walker, mut reporter) = probe(true);
+    for round in 0..2 {
+        let report = tick(&walker, &mut reporter);
+        assert!(!reporter.conntrack_unavailable());
+        for port in &before {
+            let id = format!("{scope};127.0.0.1;{port}");
+            assert!(
+                report[TopologyKind::Endpoint]
+                    .nodes
+                    .get(id.as_str())
+                    .is_none_or(|n| !n.adjacency.contains(&server_id)),
+                "round {round}: a flow closed before the probe started is not a connection of now: {id}"
+            );
+        }
+    }
+
+    // One closed after the probe started is still reported.
+    let after = connect_and_close(&mut runner);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let report = tick(&walker, &mut reporter);
+    let client = node(&report, &format!("{scope};127.0.0.1;{after}"));
+    assert!(client.adjacency.contains(&server_id), "{client:?}");
+}

@@ -123,6 +123,38 @@ impl ProcFs {
         Ok(pids)
     }
 
+    /// Opens the proc root to be listed again and again with [`ProcFs::list_pids`].
+    pub fn open_root(&self) -> io::Result<nix::dir::Dir> {
+        use nix::fcntl::OFlag;
+        nix::dir::Dir::open(
+            &self.root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// The pids in the proc root opened with [`ProcFs::open_root`], sorted, into
+    /// `out`: as [`ProcFs::pids`], without opening the directory (and allocating its
+    /// 32 KiB buffer) or copying each name on every call. The directory is rewound
+    /// after each listing, so the next one sees the processes of that moment.
+    pub fn list_pids(root: &mut nix::dir::Dir, out: &mut Vec<u32>) -> io::Result<()> {
+        out.clear();
+        for entry in root.iter() {
+            let entry = entry.map_err(io::Error::from)?;
+            if let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+            {
+                out.push(pid);
+            }
+        }
+        out.sort_unstable();
+        Ok(())
+    }
+
     /// Parses `/proc/<pid>/stat`.
     /// Opens `/proc/<pid>/stat` to be read again each tick with [`ProcFs::reread_stat`],
     /// which saves an open and a close (and a path lookup) per process per tick.
@@ -461,6 +493,23 @@ mod tests {
         assert_eq!(stat.pid, me);
         assert!(stat.threads >= 1);
         assert!(fs.pids().expect("pids").contains(&me));
+        // Listed again through one open directory: a process started in between shows.
+        let mut root = fs.open_root().expect("open /proc");
+        let mut pids = Vec::new();
+        ProcFs::list_pids(&mut root, &mut pids).expect("list");
+        assert!(pids.contains(&me));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn");
+        ProcFs::list_pids(&mut root, &mut pids).expect("list again");
+        assert!(
+            pids.contains(&child.id()),
+            "a new process shows at the next listing"
+        );
+        assert_eq!(pids, fs.pids().expect("pids"));
+        let _ = child.kill();
+        let _ = child.wait();
         let args = fs.cmdline(me, &mut buf).expect("own cmdline");
         assert!(!args.is_empty());
         let mut fds = Vec::new();
