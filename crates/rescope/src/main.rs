@@ -49,6 +49,9 @@ async fn signalled() {
 }
 
 fn run_daemon(command: cli::Command) -> Result<()> {
+    // Before any thread allocates: the app's rendering threads and tokio's workers
+    // would otherwise each keep an arena's worth of freed memory.
+    rescope_probe::sys::malloc::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
