@@ -6,7 +6,8 @@
 //! `cargo run --release -p rescope-app --example fleet_pass -- 100 10`
 //! (hosts, passes). `FLEET_HOSTS=n` makes n hosts publish per pass instead of a third,
 //! `FLEET_REPORTS=k` k reports each (as queue up when the app is behind: they go
-//! through the collector, so a full report drops the host's reports queued before it). Times are thread CPU time, so a busy machine does not inflate them:
+//! through the collector, so a full report drops the host's reports queued before it).
+//! `DIFF=1` also says how the merged report's end points changed in each pass. Times are thread CPU time, so a busy machine does not inflate them:
 //! the views' time is the sum of their steps' times on the threads that ran them (the
 //! wall time of the update is printed too), the rest is this thread's.
 
@@ -190,13 +191,6 @@ fn main() {
             for i in 0..changes.nodes.len() {
                 let m = std::mem::take(&mut changes.measured[i]);
                 changes.nodes[i].retain(|id| !m.contains(id));
-            }
-        }
-        if std::env::var("DROP_STAMPED").is_ok() {
-            for i in 0..changes.nodes.len() {
-                let m = std::mem::take(&mut changes.stamped[i]);
-                changes.nodes[i].retain(|id| !m.contains(id));
-                changes.measured[i].retain(|id| !m.contains(id));
             }
         }
         let wall = std::time::Instant::now();
