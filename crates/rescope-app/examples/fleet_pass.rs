@@ -4,7 +4,10 @@
 //! and the processes and hosts summaries of the changed nodes are made again.
 //!
 //! `cargo run --release -p rescope-app --example fleet_pass -- 100 10`
-//! (hosts, passes). Times are thread CPU time, so a busy machine does not inflate them:
+//! (hosts, passes). `FLEET_HOSTS=n` makes n hosts publish per pass instead of a third,
+//! `FLEET_REPORTS=k` k reports each (as queue up when the app is behind: they go
+//! through the collector, so a full report drops the host's reports queued before it).
+//! `DIFF=1` also says how the merged report's end points changed in each pass. Times are thread CPU time, so a busy machine does not inflate them:
 //! the views' time is the sum of their steps' times on the threads that ran them (the
 //! wall time of the update is printed too), the rest is this thread's.
 
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use rescope_app::collector::{ReportKind, classify};
+use rescope_app::collector::{Collector, ReportKind, classify};
 use rescope_app::renderer::Entry;
 use rescope_app::store::Store;
 use rescope_render::live::LiveViews;
@@ -63,7 +66,15 @@ fn main() {
     let mut store = Store::new(Duration::from_secs(15));
     let mut live = LiveViews::new(now);
     live.set_clock(cpu);
-    let mut publish = |i: usize, store: &mut Store| {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let batch = env("FLEET_HOSTS").unwrap_or(hosts.div_ceil(3)).min(hosts);
+    let per_host = env("FLEET_REPORTS").unwrap_or(1).max(1);
+    let collector = Collector::new(Duration::from_secs(3600));
+    let mut publish = |i: usize| {
         let report = sims[i].next_report();
         let full = count[i].is_multiple_of(3) || last_full[i].is_none();
         let wire = match (&last_full[i], full) {
@@ -74,16 +85,23 @@ fn main() {
             last_full[i] = Some(report);
         }
         count[i] += 1;
-        let kind = classify(&wire);
-        debug_assert!(kind != ReportKind::Shortcut);
-        let t = cpu();
-        store.apply(&format!("probe-{i}"), kind, wire);
-        cpu() - t
+        debug_assert!(classify(&wire) != ReportKind::Shortcut);
+        collector.add(&format!("probe-{i}"), wire);
+    };
+    // Applies what the collector queued, as the rendering thread does; returns how many.
+    let apply = |store: &mut Store| {
+        let queued = collector.drain();
+        let n = queued.reports.len();
+        for q in queued.reports {
+            store.apply(&q.key, q.kind, q.report);
+        }
+        n
     };
     let t = cpu();
     for i in 0..hosts {
-        publish(i, &mut store);
+        publish(i);
     }
+    apply(&mut store);
     let changes = store.take_changes();
     live.update(store.report(), &changes);
     let first = cpu() - t;
@@ -107,12 +125,62 @@ fn main() {
         ms(cpu() - t),
         rss_mib()
     );
-    let batch = hosts.div_ceil(3);
+    println!("{batch} hosts publish per pass, {per_host} reports each");
+    let mut totals = Vec::new();
     for pass in 0..passes {
-        let mut apply = Duration::ZERO;
-        for k in 0..batch {
-            apply += publish((pass * batch + k) % hosts, &mut store);
+        for _ in 0..per_host {
+            for k in 0..batch {
+                publish((pass * batch + k) % hosts);
+            }
         }
+        let before = std::env::var("DIFF").is_ok().then(|| {
+            store.report()[rescope_report::TopologyKind::Endpoint]
+                .nodes
+                .clone()
+        });
+        let t = cpu();
+        let applied = apply(&mut store);
+        if let Some(before) = before {
+            let after = &store.report()[rescope_report::TopologyKind::Endpoint].nodes;
+            let added = after.keys().filter(|k| !before.contains_key(*k)).count();
+            let removed = before.keys().filter(|k| !after.contains_key(*k)).count();
+            let mut fields = std::collections::BTreeMap::<String, usize>::new();
+            for (k, a) in after {
+                let Some(b) = before.get(k) else { continue };
+                let mut f = Vec::new();
+                if a.sets != b.sets {
+                    f.push("sets");
+                }
+                if a.adjacency != b.adjacency {
+                    f.push("adjacency");
+                }
+                if a.parents != b.parents {
+                    f.push("parents");
+                }
+                if a.latest.len() != b.latest.len()
+                    || a.latest
+                        .iter()
+                        .zip(b.latest.iter())
+                        .any(|((ka, va), (kb, vb))| ka != kb || va.value != vb.value)
+                {
+                    f.push("latest values");
+                } else if a.latest != b.latest {
+                    f.push("latest times");
+                }
+                if a.metrics != b.metrics {
+                    f.push("metrics");
+                }
+                if !f.is_empty() {
+                    *fields.entry(f.join("+")).or_default() += 1;
+                }
+            }
+            println!(
+                "end points: {} before, {} after, {added} added, {removed} removed, changed: {fields:?}",
+                before.len(),
+                after.len()
+            );
+        }
+        let apply = cpu() - t;
         let t = cpu();
         let changes = store.take_changes();
         let take = cpu() - t;
@@ -182,13 +250,19 @@ fn main() {
             }
         }
         let summaries = cpu() - t;
+        let total = apply + take + update + summaries;
+        totals.push(ms(total));
         let steps: Vec<String> = live
             .timings()
             .iter()
             .map(|(name, d)| format!("{name} {:.0}", ms(*d)))
             .collect();
         println!(
-            "pass {pass}: {batch} reports applied {:.0} ms, merge fields {:.0} ms ({changed} nodes changed: {measured} in metrics only, {stamped} in times only; changed/measured/stamped by topology: {}); views {:.0} ms CPU ({:.0} ms wall) [{}]; {summarised} summaries ({patched} patched) {:.0} ms ({} kB); RSS {:.0} MiB",
+            "pass {pass}: total {:.0} ms CPU; all {} presentation {} dns {}; {applied} reports applied {:.0} ms, merge fields {:.0} ms ({changed} nodes changed: {measured} in metrics only, {stamped} in times only; changed/measured/stamped by topology: {}); views {:.0} ms CPU ({:.0} ms wall) [{}]; {summarised} summaries ({patched} patched) {:.0} ms ({} kB); RSS {:.0} MiB",
+            ms(total),
+            changes.all,
+            changes.presentation,
+            changes.dns.len(),
             ms(apply),
             ms(take),
             by_kind.join(", "),
@@ -198,6 +272,13 @@ fn main() {
             ms(summaries),
             bytes / 1024,
             rss_mib()
+        );
+    }
+    totals.sort_by(f64::total_cmp);
+    if let Some(median) = totals.get(totals.len() / 2) {
+        println!(
+            "median pass {median:.0} ms CPU over {} passes",
+            totals.len()
         );
     }
 }
