@@ -277,6 +277,23 @@ fn namespace_with_conntrack() -> Option<Namespace> {
     ))
 }
 
+/// A conntrack namespace with a loopback listener in it, the runner that enters it,
+/// and the listener's port; `None` (having said why) where the test cannot run.
+fn listener_with_conntrack() -> Option<(Namespace, NetnsRunner, TcpListener, u16)> {
+    if let Some(why) = cannot_run() {
+        println!("SKIPPED: {why}");
+        return None;
+    }
+    let ns = namespace_with_conntrack()?;
+    let mut runner = NetnsRunner::new();
+    let listener = runner
+        .run_in(&target(&ns), || TcpListener::bind("127.0.0.1:0"))
+        .expect("enter namespace")
+        .expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    Some((ns, runner, listener, port))
+}
+
 #[test]
 fn conntrack_events_follow_flows_between_dumps() {
     if let Some(why) = cannot_run() {
@@ -337,19 +354,9 @@ fn conntrack_events_follow_flows_between_dumps() {
 
 #[test]
 fn a_connection_that_closed_between_ticks_is_reported_from_conntrack() {
-    if let Some(why) = cannot_run() {
-        println!("SKIPPED: {why}");
-        return;
-    }
-    let Some(ns) = namespace_with_conntrack() else {
+    let Some((ns, mut runner, listener, server_port)) = listener_with_conntrack() else {
         return;
     };
-    let mut runner = NetnsRunner::new();
-    let listener = runner
-        .run_in(&target(&ns), || TcpListener::bind("127.0.0.1:0"))
-        .expect("enter namespace")
-        .expect("listener");
-    let server_port = listener.local_addr().expect("addr").port();
     let (walker, mut reporter) = probe(true);
     tick(&walker, &mut reporter);
     if reporter.conntrack_unavailable() {
@@ -386,19 +393,9 @@ fn a_connection_that_closed_between_ticks_is_reported_from_conntrack() {
 
 #[test]
 fn flows_that_closed_before_the_probe_started_are_not_reported() {
-    if let Some(why) = cannot_run() {
-        println!("SKIPPED: {why}");
-        return;
-    }
-    let Some(ns) = namespace_with_conntrack() else {
+    let Some((ns, mut runner, listener, server_port)) = listener_with_conntrack() else {
         return;
     };
-    let mut runner = NetnsRunner::new();
-    let listener = runner
-        .run_in(&target(&ns), || TcpListener::bind("127.0.0.1:0"))
-        .expect("enter namespace")
-        .expect("listener");
-    let server_port = listener.local_addr().expect("addr").port();
     let scope = format!("{HOST}-{}", ns.inode);
     let server_id = format!("{scope};127.0.0.1;{server_port}");
     // Connections opened and closed before the probe starts: conntrack keeps each
