@@ -275,40 +275,17 @@ impl Renderer {
     /// Starts the rendering thread; it ends when the last handle is dropped.
     pub fn start(collector: Arc<Collector>, metrics: Arc<AppMetrics>) -> Self {
         let (jobs, rx) = mpsc::channel();
-        let cache: Arc<Mutex<RenderCache>> = Arc::default();
-        let busy: Arc<AtomicBool> = Arc::default();
-        let woken: Arc<AtomicBool> = Arc::default();
-        let status: Arc<Mutex<Status>> = Arc::default();
         let (generation_tx, generations) = watch::channel(0);
-        let (c, b, w, st) = (
-            collector.clone(),
-            busy.clone(),
-            woken.clone(),
-            status.clone(),
+        let worker = Worker::new(collector.clone(), metrics, generation_tx);
+        let (cache, busy, woken, status) = (
+            worker.cache.clone(),
+            worker.busy.clone(),
+            worker.woken.clone(),
+            worker.status.clone(),
         );
-        let cache_ = cache.clone();
         let spawned = std::thread::Builder::new()
             .name("rescope-render".to_string())
-            .spawn(move || {
-                Worker {
-                    store: Store::new(c.window()),
-                    live: LiveViews::new(GoTime::now()),
-                    collector: c,
-                    metrics,
-                    cache: cache_,
-                    busy: b,
-                    woken: w,
-                    status: st,
-                    generations: generation_tx,
-                    generation: 0,
-                    pass: 0,
-                    log: VecDeque::new(),
-                    forgotten: 0,
-                    labels: HashMap::new(),
-                    listings: HashMap::new(),
-                }
-                .run(rx)
-            });
+            .spawn(move || worker.run(rx));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the rendering thread");
         }
@@ -490,6 +467,31 @@ struct Worker {
 }
 
 impl Worker {
+    /// A worker with nothing applied yet, announcing generations on `generations`.
+    fn new(
+        collector: Arc<Collector>,
+        metrics: Arc<AppMetrics>,
+        generations: watch::Sender<u64>,
+    ) -> Self {
+        Worker {
+            store: Store::new(collector.window()),
+            live: LiveViews::new(GoTime::now()),
+            collector,
+            metrics,
+            cache: Arc::default(),
+            busy: Arc::default(),
+            woken: Arc::default(),
+            status: Arc::default(),
+            generations,
+            generation: 0,
+            pass: 0,
+            log: VecDeque::new(),
+            forgotten: 0,
+            labels: HashMap::new(),
+            listings: HashMap::new(),
+        }
+    }
+
     fn run(mut self, rx: Receiver<Job>) {
         let mut last_pass: Option<Instant> = None;
         loop {
@@ -913,41 +915,15 @@ mod tests {
 
     use super::*;
 
-    fn small_host(i: usize) -> HostShape {
-        let mut shape = HostShape::fleet_member(i);
-        shape.processes = 40;
-        shape.endpoints = 120;
-        shape.containers = 2 + i % 3;
-        shape.connection_churn = 0.2;
-        shape.process_churn = 0.1;
-        shape
-    }
-
     #[test]
     fn listings_kept_between_passes_equal_listings_made_from_scratch() {
         let collector = Collector::new(Duration::from_secs(15));
         let (generations, _watch) = watch::channel(0);
-        let mut worker = Worker {
-            store: Store::new(collector.window()),
-            live: LiveViews::new(GoTime::now()),
-            collector: collector.clone(),
-            metrics: Arc::default(),
-            cache: Arc::default(),
-            busy: Arc::default(),
-            woken: Arc::default(),
-            status: Arc::default(),
-            generations,
-            generation: 0,
-            pass: 0,
-            log: VecDeque::new(),
-            forgotten: 0,
-            labels: HashMap::new(),
-            listings: HashMap::new(),
-        };
+        let mut worker = Worker::new(collector.clone(), Arc::default(), generations);
         let now = GoTime::now();
         let hosts = 4;
         let mut sims: Vec<HostSimulator> = (0..hosts)
-            .map(|i| HostSimulator::new(small_host(i), fleet_seed(11, i), now))
+            .map(|i| HostSimulator::new(HostShape::small_member(i), fleet_seed(11, i), now))
             .collect();
         let mut last_full: Vec<Option<Report>> = vec![None; hosts];
         let views = ["processes", "processes-by-name", "containers", "hosts"];

@@ -65,15 +65,8 @@ fn replace_keeping_samples(older: &mut Node, mut newer: Node) -> Option<Node> {
             .iter()
             .zip(newer.metrics.iter())
             .all(|((a, _), (b, _))| a == b);
-    let applies = same_metrics
-        && !older.metrics.is_empty()
-        && older.children.is_empty()
-        && newer.id == older.id
-        && newer.topology == older.topology
-        && newer.adjacency == older.adjacency
-        && newer.sets == older.sets
-        && newer.parents == older.parents
-        && latest_supersedes(&newer.latest, &older.latest);
+    let applies =
+        same_metrics && !older.metrics.is_empty() && supersedes_but_metrics(&newer, older);
     if !applies {
         return Some(newer);
     }
@@ -147,8 +140,12 @@ impl Pending {
 /// rule), and nothing in `older` that merges by accumulating (metrics' samples,
 /// rendered children).
 pub fn supersedes(newer: &Node, older: &Node) -> bool {
-    older.metrics.is_empty()
-        && older.children.is_empty()
+    older.metrics.is_empty() && supersedes_but_metrics(newer, older)
+}
+
+/// [`supersedes`] without looking at metrics.
+fn supersedes_but_metrics(newer: &Node, older: &Node) -> bool {
+    older.children.is_empty()
         && newer.id == older.id
         && newer.topology == older.topology
         && newer.adjacency == older.adjacency

@@ -163,16 +163,6 @@ impl Rng {
     }
 }
 
-fn small_host(i: usize) -> HostShape {
-    let mut shape = HostShape::fleet_member(i);
-    shape.processes = 40;
-    shape.endpoints = 120;
-    shape.containers = 2 + i % 3;
-    shape.connection_churn = 0.2;
-    shape.process_churn = 0.1;
-    shape
-}
-
 /// Picks a node of `kind` in `report` and lets `f` change it.
 fn mutate(rng: &mut Rng, report: &mut Report, kind: TopologyKind, f: impl FnOnce(&mut Node)) {
     let nodes = &mut report[kind].nodes;
@@ -189,7 +179,7 @@ fn random_history(seed: u64, hosts: usize, steps: usize) {
     let now = GoTime::now();
     let mut rng = Rng(seed);
     let mut sims: Vec<HostSimulator> = (0..hosts)
-        .map(|i| HostSimulator::new(small_host(i), fleet_seed(seed, i), now))
+        .map(|i| HostSimulator::new(HostShape::small_member(i), fleet_seed(seed, i), now))
         .collect();
     let mut states: BTreeMap<usize, Report> = BTreeMap::new();
     let mut live = LiveViews::new(now);

@@ -109,6 +109,20 @@ impl HostShape {
             connection_churn: 0.05,
         }
     }
+
+    /// A small, fast-changing fleet member for tests: 40 processes, 120 end points,
+    /// 2 to 4 containers, a fifth of its connections and a tenth of its processes
+    /// replaced at each step.
+    pub fn small_member(index: usize) -> Self {
+        HostShape {
+            processes: 40,
+            endpoints: 120,
+            containers: 2 + index % 3,
+            connection_churn: 0.2,
+            process_churn: 0.1,
+            ..HostShape::fleet_member(index)
+        }
+    }
 }
 
 /// The address of fleet member `index`: 10.32.0.2 and up, 250 hosts per /24
