@@ -316,7 +316,9 @@ fn quiet_ticks(
     netns: u64,
     n: usize,
 ) -> (u64, u64) {
-    let dumps = reporter.namespace_dumps(netns).expect("the namespace is read");
+    let dumps = reporter
+        .namespace_dumps(netns)
+        .expect("the namespace is read");
     let losses = reporter.tcp_tracking().expect("the tracker runs").losses;
     for _ in 0..n {
         tick(walker, reporter);
