@@ -856,6 +856,7 @@ async fn a_started_container_is_published_at_once_not_at_the_next_interval() {
     config.conntrack = false;
     config.track_tcp_changes = false;
     config.no_controls = true;
+    config.docker_socket = engine_socket();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let probe = tokio::spawn(rescope_probe::run(config, shutdown));
     tokio::time::timeout(Duration::from_secs(60), reports.recv())
