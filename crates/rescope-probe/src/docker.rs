@@ -56,8 +56,9 @@ struct State {
     /// Shared with the reporter's copy of each tick (a deep copy of fifty inspections
     /// a second showed in profiles).
     containers: BTreeMap<String, Inspection>,
-    images: Vec<ImageSummary>,
-    networks: Vec<Network>,
+    /// Shared with the reporter too: they change only on engine events.
+    images: Arc<Vec<ImageSummary>>,
+    networks: Arc<Vec<Network>>,
     connected: bool,
 }
 
@@ -159,8 +160,8 @@ impl DockerWatcher {
                         .is_none_or(|old| lifecycle_of(old) != lifecycle_of(c))
                 });
             s.containers = containers;
-            s.images = images;
-            s.networks = networks;
+            s.images = Arc::new(images);
+            s.networks = Arc::new(networks);
             s.connected = true;
         }
         self.changes.notify_waiters();
@@ -173,7 +174,7 @@ impl DockerWatcher {
     async fn refresh_images(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
         let images = docker.list_images(None::<ListImagesOptions>).await?;
         if let Ok(mut s) = self.state.lock() {
-            s.images = images;
+            s.images = Arc::new(images);
         }
         self.changes.notify_waiters();
         Ok(())
@@ -182,7 +183,7 @@ impl DockerWatcher {
     async fn refresh_networks(&self, docker: &Docker) -> Result<(), bollard::errors::Error> {
         let networks = docker.list_networks(None::<ListNetworksOptions>).await?;
         if let Ok(mut s) = self.state.lock() {
-            s.networks = networks;
+            s.networks = Arc::new(networks);
         }
         self.changes.notify_waiters();
         Ok(())
@@ -275,8 +276,8 @@ impl DockerWatcher {
                     {
                         s.connected = false;
                         s.containers.clear();
-                        s.images.clear();
-                        s.networks.clear();
+                        s.images = Arc::default();
+                        s.networks = Arc::default();
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -614,6 +615,12 @@ pub struct DockerReporter {
     shared_networks: Option<LocalNetworks>,
     /// What was last put there.
     shared: Vec<Cidr>,
+    /// Container ID → the inspection its node was last built from, and the node
+    /// without what changes by itself (uptime, state text, CPU and memory): built
+    /// again only when the watcher has a new inspection, or the bridges change.
+    built: HashMap<String, (Inspection, Node)>,
+    /// The bridge subnets the nodes of `built` were made with.
+    built_bridges: Vec<Cidr>,
 }
 
 /// The subnets of the engine's bridge networks: addresses only unique on this host.
@@ -667,6 +674,8 @@ impl DockerReporter {
             buf: Vec::with_capacity(256),
             shared_networks: None,
             shared: Vec::new(),
+            built: HashMap::new(),
+            built_bridges: Vec::new(),
         }
     }
 
@@ -703,13 +712,32 @@ impl DockerReporter {
         }
     }
 
-    fn container_node(
-        &mut self,
-        cid: &str,
-        c: &ContainerInspectResponse,
-        bridges: &[Cidr],
-        now: GoTime,
-    ) -> Node {
+    /// A container's node: the part its inspection alone decides as last built (if
+    /// that inspection has not been replaced since), stamped `now`, with what
+    /// changes by itself added.
+    fn container_node(&mut self, cid: &str, c: &Inspection, now: GoTime) -> Node {
+        let mut n = match self.built.get(cid) {
+            Some((seen, node)) if Arc::ptr_eq(seen, c) => {
+                let mut node = node.clone();
+                for (_, entry) in node.latest.iter_mut() {
+                    entry.timestamp = now;
+                }
+                node
+            }
+            _ => {
+                let node = self.inspected_node(cid, c, now);
+                self.built
+                    .insert(cid.to_string(), (c.clone(), node.clone()));
+                node
+            }
+        };
+        self.add_running_figures(&mut n, cid, c, now);
+        n
+    }
+
+    /// What a container's inspection (with the bridges) says about it.
+    fn inspected_node(&self, cid: &str, c: &ContainerInspectResponse, now: GoTime) -> Node {
+        let bridges = &self.built_bridges;
         let mut n = Node::new(id::container_id(cid)).with_topology(TopologyKind::Container.name());
         let set = |n: &mut Node, k: &str, v: &str| n.set_latest(k, now, v);
         set(&mut n, "docker_container_id", cid);
@@ -769,45 +797,11 @@ impl DockerReporter {
         let running = state.and_then(|s| s.running).unwrap_or(false);
         let paused = state.and_then(|s| s.paused).unwrap_or(false);
         set(&mut n, "docker_container_state", &status);
-        let started = state
-            .and_then(|s| s.started_at.as_deref())
-            .and_then(parse_time);
-        let human = if paused {
-            format!(
-                "Up {} (Paused)",
-                human_duration(started.map_or(0, |t| now.unix_secs() - t.unix_secs()))
-            )
-        } else if running {
-            format!(
-                "Up {}",
-                human_duration(started.map_or(0, |t| now.unix_secs() - t.unix_secs()))
-            )
-        } else {
-            let exit = state.and_then(|s| s.exit_code).unwrap_or(0);
-            let finished = state
-                .and_then(|s| s.finished_at.as_deref())
-                .and_then(parse_time);
-            match finished {
-                Some(f) => format!(
-                    "Exited ({exit}) {} ago",
-                    human_duration(now.unix_secs() - f.unix_secs())
-                ),
-                None => status.clone(),
-            }
-        };
-        set(&mut n, "docker_container_state_human", &human);
         let host_config = c.host_config.as_ref();
         let network_mode = host_config
             .and_then(|h| h.network_mode.clone())
             .unwrap_or_default();
         if running {
-            if let Some(t) = started {
-                set(
-                    &mut n,
-                    "docker_container_uptime",
-                    &(now.unix_secs() - t.unix_secs()).max(0).to_string(),
-                );
-            }
             set(
                 &mut n,
                 "docker_container_restart_count",
@@ -868,6 +862,60 @@ impl DockerReporter {
             };
             set(&mut n, rescope_report::node::ACTIVE_CONTROLS, controls);
         }
+        n
+    }
+
+    /// What changes with time alone: the uptime and the state's text, and the CPU
+    /// and memory from the container's cgroup.
+    fn add_running_figures(
+        &mut self,
+        n: &mut Node,
+        cid: &str,
+        c: &ContainerInspectResponse,
+        now: GoTime,
+    ) {
+        let set = |n: &mut Node, k: &str, v: &str| n.set_latest(k, now, v);
+        let state = c.state.as_ref();
+        let status = state
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "created".to_string());
+        let running = state.and_then(|s| s.running).unwrap_or(false);
+        let paused = state.and_then(|s| s.paused).unwrap_or(false);
+        let started = state
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(parse_time);
+        let human = if paused {
+            format!(
+                "Up {} (Paused)",
+                human_duration(started.map_or(0, |t| now.unix_secs() - t.unix_secs()))
+            )
+        } else if running {
+            format!(
+                "Up {}",
+                human_duration(started.map_or(0, |t| now.unix_secs() - t.unix_secs()))
+            )
+        } else {
+            let exit = state.and_then(|s| s.exit_code).unwrap_or(0);
+            let finished = state
+                .and_then(|s| s.finished_at.as_deref())
+                .and_then(parse_time);
+            match finished {
+                Some(f) => format!(
+                    "Exited ({exit}) {} ago",
+                    human_duration(now.unix_secs() - f.unix_secs())
+                ),
+                None => status.clone(),
+            }
+        };
+        set(n, "docker_container_state_human", &human);
+        if running && let Some(t) = started {
+            set(
+                n,
+                "docker_container_uptime",
+                &(now.unix_secs() - t.unix_secs()).max(0).to_string(),
+            );
+        }
         // CPU and memory from the container's cgroup.
         let pid = state
             .and_then(|s| s.pid)
@@ -891,7 +939,6 @@ impl DockerReporter {
                     .insert("docker_memory_usage", Metric::single(now, mem as f64, cap));
             }
         }
-        n
     }
 }
 
@@ -914,6 +961,10 @@ impl Reporter for DockerReporter {
         };
         let bridges = bridge_subnets(&networks);
         self.share(&bridges);
+        if self.built_bridges != bridges {
+            self.built.clear();
+            self.built_bridges = bridges;
+        }
         let mut report = Report::empty();
         container_presentation(&mut report, self.controls);
         // Every network's subnets are local: container addresses are not the Internet.
@@ -926,7 +977,7 @@ impl Reporter for DockerReporter {
         // Init pid → container, for attributing processes.
         let mut by_pid: HashMap<u32, (String, Option<String>)> = HashMap::new();
         for (cid, c) in &containers {
-            let node = self.container_node(cid, c, &bridges, now);
+            let node = self.container_node(cid, c, now);
             let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
             let init = c.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 1);
             if let Some(pid) = init.and_then(|p| u32::try_from(p).ok())
@@ -944,7 +995,8 @@ impl Reporter for DockerReporter {
         }
         self.last_cpu.retain(|cid, _| containers.contains_key(cid));
         self.cgroups.retain(|cid, _| containers.contains_key(cid));
-        for image in &images {
+        self.built.retain(|cid, _| containers.contains_key(cid));
+        for image in images.iter() {
             let iid = strip_sha(&image.id).to_string();
             let mut n = Node::new(id::container_image_id(&iid))
                 .with_topology(TopologyKind::ContainerImage.name());
@@ -1007,6 +1059,109 @@ impl Reporter for DockerReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inspection(json: serde_json::Value) -> Inspection {
+        Arc::new(serde_json::from_value(json).expect("an inspection"))
+    }
+
+    fn running(paused: bool, ip: &str) -> Inspection {
+        inspection(serde_json::json!({
+            "Id": "c1",
+            "Name": "/web",
+            "Created": "2026-11-26T10:00:00Z",
+            "Path": "sleep",
+            "Args": ["3600"],
+            "Image": "sha256:abc",
+            "RestartCount": 2,
+            "State": {
+                "Status": if paused { "paused" } else { "running" },
+                "Running": true,
+                "Paused": paused,
+                "StartedAt": "2026-11-26T10:00:01Z",
+            },
+            "Config": {
+                "Hostname": "web",
+                "Labels": {"team": "probe"},
+                "Env": ["A=1"],
+            },
+            "HostConfig": {"NetworkMode": "bridge"},
+            "NetworkSettings": {
+                "Networks": {"bridge": {"IPAddress": ip}},
+                "Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
+            },
+        }))
+    }
+
+    fn bridge(subnet: &str) -> Network {
+        serde_json::from_value(serde_json::json!({
+            "Name": "bridge",
+            "Driver": "bridge",
+            "IPAM": {"Config": [{"Subnet": subnet}]},
+        }))
+        .expect("a network")
+    }
+
+    fn set_state(watcher: &DockerWatcher, c: &Inspection, subnet: &str) {
+        let mut s = watcher.state.lock().expect("state");
+        s.containers = BTreeMap::from([("c1".to_string(), c.clone())]);
+        s.networks = Arc::new(vec![bridge(subnet)]);
+        s.connected = true;
+    }
+
+    fn container(reporter: &mut DockerReporter, secs: i64) -> Node {
+        let tick = Tick {
+            now: GoTime::from_unix(1_796_300_000 + secs, 0).expect("in range"),
+            procs: Arc::default(),
+        };
+        let report = reporter.report(&tick).expect("report");
+        report[TopologyKind::Container]
+            .nodes
+            .get(id::container_id("c1").as_str())
+            .expect("the container's node")
+            .clone()
+    }
+
+    /// Each tick's container node from a reporter that keeps what it built equals
+    /// one a new reporter builds from the same inspection at that time.
+    #[test]
+    fn a_kept_container_node_is_what_building_it_again_gives() {
+        let config = crate::config::ProbeConfig::new("h");
+        let watcher = DockerWatcher::new("/nonexistent");
+        let mut kept = DockerReporter::new(&config, watcher.clone());
+        let fresh_at = |secs: i64| {
+            let mut fresh = DockerReporter::new(&config, watcher.clone());
+            container(&mut fresh, secs)
+        };
+        let first = running(false, "172.17.0.2");
+        set_state(&watcher, &first, "172.17.0.0/16");
+        let mut states = vec![];
+        // Unchanged inspection, an hour apart: the uptime and its text move on.
+        for secs in [0, 3600, 7200] {
+            states.push((secs, container(&mut kept, secs), fresh_at(secs)));
+        }
+        // A new inspection (paused), then other bridge subnets (the scopes change).
+        set_state(&watcher, &running(true, "172.17.0.2"), "172.17.0.0/16");
+        states.push((7201, container(&mut kept, 7201), fresh_at(7201)));
+        let paused = watcher.state.lock().expect("state").containers["c1"].clone();
+        set_state(&watcher, &paused, "10.9.0.0/16");
+        states.push((7202, container(&mut kept, 7202), fresh_at(7202)));
+        for (secs, kept, fresh) in &states {
+            assert_eq!(kept, fresh, "at {secs} s");
+        }
+        let text = |n: &Node, k: &str| n.latest_value(k).map(|v| v.to_string());
+        assert_ne!(
+            text(&states[0].1, "docker_container_uptime"),
+            text(&states[1].1, "docker_container_uptime")
+        );
+        assert_ne!(
+            text(&states[2].1, "docker_container_state_human"),
+            text(&states[3].1, "docker_container_state_human")
+        );
+        assert_ne!(
+            states[3].1.sets.get("docker_container_ips_with_scopes"),
+            states[4].1.sets.get("docker_container_ips_with_scopes")
+        );
+    }
 
     #[test]
     fn human_texts() {

@@ -6,6 +6,7 @@ use rescope_report::{
 
 use crate::config::ProbeConfig;
 use crate::reporter::{Reporter, ReporterError, Tick};
+use crate::sys::ifaddr::Ipv4Addresses;
 use crate::sys::proc::{CpuTimes, ProcFs};
 
 /// The control that opens a shell on the host.
@@ -23,6 +24,11 @@ pub struct HostReporter {
     kernel_version: String,
     last_cpu: Option<CpuTimes>,
     buf: Vec<u8>,
+    /// The address dump socket; `None` before the first tick, after it broke, or
+    /// when it cannot be opened (then `getifaddrs` is used).
+    addresses: Option<Ipv4Addresses>,
+    addresses_failed: bool,
+    address_buf: Vec<(std::net::Ipv4Addr, u8)>,
 }
 
 impl HostReporter {
@@ -46,7 +52,43 @@ impl HostReporter {
             kernel_version,
             last_cpu: None,
             buf: Vec::with_capacity(4096),
+            addresses: None,
+            addresses_failed: false,
+            address_buf: Vec::new(),
         }
+    }
+
+    /// [`local_networks`], from one address dump rather than `getifaddrs` (which
+    /// lists every link too); `getifaddrs` when the dump cannot be made.
+    fn local_networks(&mut self) -> Vec<String> {
+        if self.addresses.is_none() && !self.addresses_failed {
+            match Ipv4Addresses::open() {
+                Ok(a) => self.addresses = Some(a),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no rtnetlink socket; using getifaddrs");
+                    self.addresses_failed = true;
+                }
+            }
+        }
+        let Some(addresses) = self.addresses.as_mut() else {
+            return local_networks();
+        };
+        self.address_buf.clear();
+        if let Err(e) = addresses.read(&mut self.address_buf) {
+            tracing::debug!(error = %e, "listing addresses failed; using getifaddrs");
+            if addresses.is_broken() {
+                self.addresses = None;
+            }
+            return local_networks();
+        }
+        let mut out: Vec<String> = self
+            .address_buf
+            .iter()
+            .map(|(ip, prefix)| format!("{ip}/{prefix}"))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
@@ -158,7 +200,7 @@ impl Reporter for HostReporter {
         if self.controls {
             node.set_latest(rescope_report::node::ACTIVE_CONTROLS, now, HOST_EXEC);
         }
-        for net in local_networks() {
+        for net in self.local_networks() {
             node.sets.add("local_networks", net);
         }
         let load = self
@@ -248,6 +290,15 @@ mod tests {
         assert!((0.0..=100.0).contains(&cpu.samples[0].value));
         let mem = node.metrics.get("host_mem_usage_bytes").expect("memory");
         assert!(mem.max > 0.0 && mem.samples[0].value <= mem.max);
+    }
+
+    #[test]
+    fn the_address_dump_gives_what_getifaddrs_gives() {
+        let mut r = HostReporter::new(&ProbeConfig::new("h"));
+        let dumped = r.local_networks();
+        assert!(r.addresses.is_some(), "the rtnetlink socket opened");
+        assert!(dumped.iter().any(|n| n == "127.0.0.1/8"), "{dumped:?}");
+        assert_eq!(dumped, local_networks());
     }
 
     #[test]

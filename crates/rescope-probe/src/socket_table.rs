@@ -90,6 +90,8 @@ pub struct SocketTable {
     /// Whether the table came from a dump made while changes were being followed,
     /// and every change since was applied.
     synced: bool,
+    /// A change touched the table since its last dump.
+    changed: bool,
     /// Sockets that entered a reported state before they had a port, by kernel
     /// address, with the tick the change was seen.
     unnamed: HashMap<u64, u64>,
@@ -110,6 +112,21 @@ impl SocketTable {
         self.synced
     }
 
+    /// Whether a dump now could tell nothing the table does not: it is synced, no
+    /// change touched it since its last dump, and none of its sockets may still get
+    /// an inode (a connection waiting in a listener's accept queue gets one when a
+    /// process accepts it, which is no state change).
+    pub fn is_quiet(&self) -> bool {
+        self.synced
+            && !self.changed
+            && self.unnamed.is_empty()
+            && self.unaccepted.is_empty()
+            && !self
+                .sockets
+                .iter()
+                .any(|s| s.inode == 0 && may_be_accepted(s.state))
+    }
+
     /// Forgets every socket (a failed dump).
     pub fn clear(&mut self) {
         self.sockets.clear();
@@ -118,6 +135,7 @@ impl SocketTable {
         self.unnamed.clear();
         self.unaccepted.clear();
         self.synced = false;
+        self.changed = false;
     }
 
     /// Replaces the table by what `dump` appends to an empty list. `synced` says
@@ -194,6 +212,7 @@ impl SocketTable {
         if self.touched.is_empty() {
             return Ok(Update::Unchanged);
         }
+        self.changed = true;
         let mut lookups = 0;
         let touched = std::mem::take(&mut self.touched);
         for (key, wanted) in &touched {

@@ -45,8 +45,12 @@ use crate::sys::proc::{ProcFs, Stat, is_gone};
 /// How often (in ticks) each process's fd directory is listed.
 pub const FD_LIST_PERIOD: u64 = 5;
 /// How often (in ticks) every fd of a process is `readlink`ed again, catching fd
-/// numbers reused for a different socket.
-pub const FD_RELINK_PERIOD: u64 = 60;
+/// numbers reused for a different socket. A socket the walker does not know is
+/// searched for when the endpoint reporter asks ([`ProcessWalker::resolve_sockets`],
+/// which reads every fd again of the processes that ran), so this is a safety net:
+/// for a process holding 20,000 sockets, once a minute was 5–10 % of the probe's
+/// CPU.
+pub const FD_RELINK_PERIOD: u64 = 300;
 /// The longest a single-threaded idle process goes without its `stat` being read.
 pub const STAT_REFRESH_TICKS: u64 = 10;
 /// A single-threaded process found idle this many times in a row has its run time

@@ -20,6 +20,15 @@ fn docker(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The engine the `docker` command talks to: `DOCKER_HOST` (a `unix://` address)
+/// when set, as the CLI and `rescope probe` read it.
+fn engine_socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string())
+}
+
 /// Makes the test image from the host's static busybox if it is missing.
 fn ensure_image() -> bool {
     if docker(&["image", "inspect", IMAGE]).is_some() {
@@ -75,7 +84,7 @@ async fn running_containers_are_reported_with_metrics_image_and_processes() {
 
     let mut config = ProbeConfig::new("dockertest");
     config.probe_id = "p1".into();
-    let watcher = DockerWatcher::new("/var/run/docker.sock");
+    let watcher = DockerWatcher::new(engine_socket());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(watcher.clone().run(shutdown));
     let mut reporter = DockerReporter::new(&config, watcher.clone());
@@ -258,7 +267,7 @@ async fn exec_attach_and_logs_open_working_pipes() {
     let transport = Arc::new(TestTransport::default());
     let pipes = rescope_probe::pipe::Pipes::new(transport.clone());
     let controls = rescope_probe::control::ControlRegistry::new(true);
-    let watcher = DockerWatcher::new("/var/run/docker.sock");
+    let watcher = DockerWatcher::new(engine_socket());
     watcher.register_controls(&controls);
     rescope_probe::docker_exec::register(&controls, &pipes, &watcher);
     let call = |control: &str, args: Option<Vec<(&str, &str)>>| {
@@ -604,7 +613,7 @@ async fn every_control_changes_the_container_state_and_the_offered_controls() {
 
     let config = ProbeConfig::new("controlstest");
     let controls = rescope_probe::control::ControlRegistry::new(true);
-    let watcher = DockerWatcher::new("/var/run/docker.sock");
+    let watcher = DockerWatcher::new(engine_socket());
     watcher.register_controls(&controls);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(watcher.clone().run(shutdown));
@@ -696,7 +705,7 @@ async fn bridge_subnets_are_local_networks_and_scope_container_addresses() {
     }
     assert!(ensure_image(), "cannot build the busybox test image");
     let config = ProbeConfig::new("netstest");
-    let watcher = DockerWatcher::new("/var/run/docker.sock");
+    let watcher = DockerWatcher::new(engine_socket());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(watcher.clone().run(shutdown));
     let mut reporter = DockerReporter::new(&config, watcher.clone());
@@ -847,6 +856,7 @@ async fn a_started_container_is_published_at_once_not_at_the_next_interval() {
     config.conntrack = false;
     config.track_tcp_changes = false;
     config.no_controls = true;
+    config.docker_socket = engine_socket();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let probe = tokio::spawn(rescope_probe::run(config, shutdown));
     tokio::time::timeout(Duration::from_secs(60), reports.recv())

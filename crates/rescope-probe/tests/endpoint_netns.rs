@@ -353,6 +353,93 @@ fn conntrack_events_follow_flows_between_dumps() {
 }
 
 #[test]
+fn while_events_come_the_table_is_not_dumped_again_and_without_them_it_is() {
+    if let Some(why) = cannot_run() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let Some((ns, mut runner, listener, port)) = listener_with_conntrack() else {
+        return;
+    };
+    // A check at every poll; while events come, a dump only once an hour.
+    let tracker = runner
+        .run_in(&target(&ns), || {
+            ConntrackTracker::open(std::time::Duration::ZERO).map(|mut t| {
+                t.set_resync_with_events(std::time::Duration::from_secs(3600));
+                t
+            })
+        })
+        .expect("enter namespace");
+    let mut tracker = match tracker {
+        Ok(t) => t,
+        Err(e) => {
+            println!("SKIPPED: conntrack is not readable on this machine: {e}");
+            return;
+        }
+    };
+    assert!(tracker.uses_events());
+    let connect = |runner: &mut NetnsRunner| {
+        runner
+            .run_in(&target(&ns), move || {
+                TcpStream::connect(("127.0.0.1", port))
+            })
+            .expect("enter namespace")
+            .expect("connect")
+    };
+    let first = connect(&mut runner);
+    let _first_accepted = listener.accept().expect("accept");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut flows = Vec::new();
+    tracker
+        .poll(std::time::Instant::now(), &mut flows)
+        .expect("first poll");
+    assert_eq!(tracker.dumps(), 1, "the first poll dumps the table");
+    let port_of = |s: &TcpStream| s.local_addr().expect("addr").port();
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.original.src.port() == port_of(&first))
+    );
+
+    // Events on (a new namespace's default): a new flow shows, without a dump.
+    let second = connect(&mut runner);
+    let _second_accepted = listener.accept().expect("accept");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    flows.clear();
+    tracker
+        .poll(std::time::Instant::now(), &mut flows)
+        .expect("second poll");
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.original.src.port() == port_of(&second))
+    );
+    assert_eq!(tracker.dumps(), 1, "followed by events");
+
+    // Events switched off in the namespace: no event will tell, so it dumps.
+    runner
+        .run_in(&target(&ns), || {
+            std::fs::write("/proc/sys/net/netfilter/nf_conntrack_events", "0")
+        })
+        .expect("enter namespace")
+        .expect("switch events off");
+    let third = connect(&mut runner);
+    let _third_accepted = listener.accept().expect("accept");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    flows.clear();
+    tracker
+        .poll(std::time::Instant::now(), &mut flows)
+        .expect("third poll");
+    assert_eq!(tracker.dumps(), 2, "without events, checked by a dump");
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.original.src.port() == port_of(&third)),
+        "the flow no event announced, from the dump: {flows:?}"
+    );
+}
+
+#[test]
 fn a_connection_that_closed_between_ticks_is_reported_from_conntrack() {
     let Some((ns, mut runner, listener, server_port)) = listener_with_conntrack() else {
         return;

@@ -308,6 +308,97 @@ fn connections_inside_another_namespace_are_followed_from_changes() {
     );
 }
 
+/// Ticks `n` times; returns how many times the namespace was dumped and how many
+/// drains lost changes (which dump every namespace) meanwhile.
+fn quiet_ticks(
+    walker: &Arc<Mutex<ProcessWalker>>,
+    reporter: &mut EndpointReporter,
+    netns: u64,
+    n: usize,
+) -> (u64, u64) {
+    let dumps = reporter
+        .namespace_dumps(netns)
+        .expect("the namespace is read");
+    let losses = reporter.tcp_tracking().expect("the tracker runs").losses;
+    for _ in 0..n {
+        tick(walker, reporter);
+    }
+    (
+        reporter.namespace_dumps(netns).expect("still read") - dumps,
+        reporter.tcp_tracking().expect("still running").losses - losses,
+    )
+}
+
+#[test]
+fn a_quiet_namespace_is_not_dumped_again_and_its_new_connections_still_show() {
+    require_bpf!();
+    let Some(ns) = namespace() else {
+        println!("SKIPPED: cannot create a network namespace with `unshare` and `ip`");
+        return;
+    };
+    let target = NetnsTarget::of_pid(Path::new("/proc"), ns.child.id(), Some(ns.inode));
+    let mut runner = NetnsRunner::new();
+    let listener = runner
+        .run_in(&target, || TcpListener::bind("127.0.0.1:0"))
+        .expect("enter namespace")
+        .expect("listen inside");
+    let server_port = listener.local_addr().expect("addr").port();
+    let scope = format!("{HOST}-{}", ns.inode);
+    let server_id = format!("{scope};127.0.0.1;{server_port}");
+
+    let (walker, mut reporter) = probe(None);
+    tick(&walker, &mut reporter);
+    tick(&walker, &mut reporter);
+    // Three times the period of the safety-net dump, nothing happens inside.
+    let (dumps, losses) = quiet_ticks(&walker, &mut reporter, ns.inode, 30);
+    assert!(
+        dumps <= losses,
+        "a namespace no change touched is not dumped again: {dumps} dumps, {losses} losses"
+    );
+
+    // After the quiet time, a connection inside it shows at once, from its changes.
+    let client = runner
+        .run_in(&target, move || {
+            TcpStream::connect(("127.0.0.1", server_port))
+        })
+        .expect("enter namespace")
+        .expect("connect inside");
+    let client_id = format!(
+        "{scope};127.0.0.1;{}",
+        client.local_addr().expect("addr").port()
+    );
+    let report = tick_until(&walker, &mut reporter, |r| {
+        endpoints(r)
+            .nodes
+            .get(client_id.as_str())
+            .is_some_and(|n| n.adjacency.contains(&server_id))
+    });
+    let me = std::process::id().to_string();
+    let client_node = node(&report, &client_id);
+    assert!(
+        client_node.adjacency.contains(&server_id),
+        "{client_node:?}"
+    );
+    assert_eq!(pid_of(client_node), Some(me.as_str()));
+
+    // Not accepted yet, the server's side has no inode: accepting gives it one
+    // without a state change, so the namespace is not quiet, and is dumped again.
+    let (dumps, _) = quiet_ticks(&walker, &mut reporter, ns.inode, 25);
+    assert!(
+        dumps >= 2,
+        "a connection waiting to be accepted keeps the periodic dump: {dumps}"
+    );
+    let (accepted, _) = listener.accept().expect("accept");
+    // The next periodic dump learns its inode; then the namespace is quiet again.
+    quiet_ticks(&walker, &mut reporter, ns.inode, 12);
+    let (dumps, losses) = quiet_ticks(&walker, &mut reporter, ns.inode, 25);
+    assert!(
+        dumps <= losses,
+        "once accepted, quiet again: {dumps} dumps, {losses} losses"
+    );
+    drop((client, accepted));
+}
+
 /// Kills and reaps a child process when dropped.
 struct ChildGuard(Child);
 

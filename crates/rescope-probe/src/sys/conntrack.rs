@@ -17,10 +17,12 @@
 //! Dumping is expensive even for a tiny table: the kernel walks its whole conntrack
 //! hash, shared by all namespaces (about 16 ms for 262,144 buckets, measured). So
 //! [`ConntrackTracker`] dumps rarely and follows the table through conntrack's event
-//! multicast groups in between: it resynchronises with a dump every
-//! [`RESYNC_EVERY`] (events are not sent for flows created before anyone listened)
-//! and after the kernel dropped events, and skips the dump when the namespace's
-//! table is empty (one cheap statistics request).
+//! multicast groups in between: it resynchronises with a dump at the start (events
+//! are not sent for flows created before anyone listened), after the kernel dropped
+//! events, every [`RESYNC_EVERY`] while the namespace's `nf_conntrack_events` sysctl
+//! is off (no events come at all), and otherwise every [`RESYNC_WITH_EVENTS`]; it
+//! skips the dump when the namespace's table is empty (one cheap statistics
+//! request).
 
 use std::collections::HashMap;
 use std::io;
@@ -82,8 +84,15 @@ pub const IPS_DST_NAT: u32 = 1 << 5;
 
 /// How long to wait before trying again after conntrack was found unavailable.
 pub const RETRY_UNAVAILABLE: Duration = Duration::from_secs(300);
-/// How often [`ConntrackTracker`] replaces its event-built view with a full dump.
+/// How often [`ConntrackTracker`] replaces its event-built view with a full dump
+/// when events may not come (the sysctl that sends them is off, or unreadable).
 pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// How often it does while events come: lost events already force a dump, so this
+/// one is only a safety net (a dump of a busy host's table costs a tenth of the
+/// probe's CPU when made every 30 s).
+pub const RESYNC_WITH_EVENTS: Duration = Duration::from_secs(300);
+/// The namespace's switch for conntrack events (`0`: none are sent).
+const EVENTS_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_events";
 
 /// Conntrack's TCP states (`enum tcp_conntrack`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -376,14 +385,20 @@ pub struct ConntrackTracker {
     /// Flows that ended since the last poll.
     ended: Vec<Flow>,
     resync_every: Duration,
+    resync_with_events: Duration,
     next_resync: Option<Instant>,
+    last_resync: Option<Instant>,
+    /// The namespace's `nf_conntrack_events` sysctl, opened in it.
+    events_switch: Option<std::fs::File>,
     dumped: Vec<Flow>,
     dumps: u64,
 }
 
 impl ConntrackTracker {
     /// Opens the table and the event subscription in the calling thread's network
-    /// namespace. The first poll dumps the table.
+    /// namespace. The first poll dumps the table; later ones every `resync_every`
+    /// while events are switched off, every [`RESYNC_WITH_EVENTS`] (or
+    /// `resync_every` if longer) while they are on.
     pub fn open(resync_every: Duration) -> Result<Self, ConntrackError> {
         let table = Conntrack::open()?;
         let events = match Events::open() {
@@ -401,10 +416,35 @@ impl ConntrackTracker {
             live: HashMap::new(),
             ended: Vec::new(),
             resync_every,
+            resync_with_events: RESYNC_WITH_EVENTS.max(resync_every),
             next_resync: None,
+            last_resync: None,
+            events_switch: std::fs::File::open(EVENTS_SYSCTL).ok(),
             dumped: Vec::new(),
             dumps: 0,
         })
+    }
+
+    /// Sets how often the view is dumped again while events are on.
+    pub fn set_resync_with_events(&mut self, every: Duration) {
+        self.resync_with_events = every;
+    }
+
+    /// Whether the namespace sends conntrack events (read each time: an
+    /// administrator may switch them off). Unknown counts as off.
+    fn events_switched_on(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = &self.events_switch else {
+            return false;
+        };
+        let mut value = [0u8; 8];
+        match file.read_at(&mut value, 0) {
+            Ok(n) => {
+                let text = std::str::from_utf8(&value[..n]).unwrap_or("").trim();
+                !text.is_empty() && text != "0"
+            }
+            Err(_) => false,
+        }
     }
 
     pub fn uses_events(&self) -> bool {
@@ -434,8 +474,16 @@ impl ConntrackTracker {
             lost_events = !events.drain(|kind, flow| apply_event(live, ended, kind, flow))?;
         }
         let due = self.next_resync.is_none_or(|at| now >= at);
-        if self.events.is_none() || lost_events || due {
+        let trusted = due
+            && self
+                .last_resync
+                .is_some_and(|at| now < at + self.resync_with_events)
+            && self.events_switched_on();
+        if self.events.is_none() || lost_events || (due && !trusted) {
             self.resync()?;
+            self.last_resync = Some(now);
+            self.next_resync = Some(now + self.resync_every);
+        } else if due {
             self.next_resync = Some(now + self.resync_every);
         }
         out.extend(self.live.values().copied());

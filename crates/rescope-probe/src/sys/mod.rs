@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod conntrack;
 pub mod dirwatch;
+pub mod ifaddr;
 pub mod malloc;
 pub mod netns;
 pub mod proc;
