@@ -227,7 +227,17 @@ impl Store {
                     self.update(k, &id, slot, |_| (None, How::Other));
                 }
             }
-            for (id, node) in incoming {
+            for (id, mut node) in incoming {
+                // A node ID the store knows keeps the copy it first came with: later
+                // reports' copies are dropped here, and the changes (and so the views'
+                // indexes, keyed by that same copy) compare equal IDs by pointer.
+                let id = match self.owners[k.index()].get_key_value(&id) {
+                    Some((known, _)) => known.clone(),
+                    None => id,
+                };
+                if node.id == id {
+                    node.id = id.clone();
+                }
                 self.update(k, &id, slot, |old| {
                     let mut how = How::Other;
                     let mut new = match (kind, old) {

@@ -319,22 +319,27 @@ impl<S: Sources> Relation<S> {
     /// Relates `x` to `new` (to nothing when empty); what it was related to before, if
     /// that changed.
     fn replace(&mut self, x: &Str, new: Vec<Str>) -> Option<Vec<Str>> {
-        let old = if new.is_empty() {
-            self.out.remove(x)
-        } else {
-            self.out.insert(x.clone(), new.clone())
-        }
-        .unwrap_or_default();
-        if old == new {
-            return None;
-        }
+        // Most calls leave the relation as it was: look before copying anything.
+        let old = match self.out.get_mut(x) {
+            Some(cur) if *cur == new => return None,
+            Some(_) if new.is_empty() => self.out.remove(x).unwrap_or_default(),
+            Some(cur) => std::mem::replace(cur, new),
+            None if new.is_empty() => return None,
+            None => {
+                self.out.insert(x.clone(), new);
+                Vec::new()
+            }
+        };
         for t in &old {
             if self.into.get_mut(t).is_some_and(|r| r.take(x)) {
                 self.into.remove(t);
             }
         }
-        for t in new {
-            self.into.entry(t).or_default().add(x.clone());
+        for t in self.out.get(x).map_or(&[][..], Vec::as_slice) {
+            match self.into.get_mut(t) {
+                Some(r) => r.add(x.clone()),
+                None => self.into.entry(t.clone()).or_default().add(x.clone()),
+            }
         }
         Some(old)
     }
@@ -789,7 +794,7 @@ impl Group {
         &mut self,
         old: &Contribution,
         new: &Contribution,
-        routes: &dyn Fn(&Str) -> Vec<Str>,
+        routing: &Routing,
         recheck: &mut Recheck,
     ) {
         if old.children != new.children {
@@ -799,20 +804,21 @@ impl Group {
         }
         if old.targets != new.targets {
             sorted_diff(old.targets.iter(), new.targets.iter(), |z, add| {
-                for w in routes(z) {
-                    self.edge(&w, add, recheck);
+                for w in routing.of(z) {
+                    self.edge(w, add, recheck);
                 }
             });
         }
     }
 
-    /// Adds or removes member `x`'s contribution; edges go to `routes` of their targets.
+    /// Adds or removes member `x`'s contribution; edges go to where `routing` sends their
+    /// targets.
     fn account(
         &mut self,
         x: &Str,
         c: &Contribution,
         add: bool,
-        routes: &dyn Fn(&Str) -> Vec<Str>,
+        routing: &Routing,
         recheck: &mut Recheck,
     ) {
         let brought = self
@@ -847,8 +853,8 @@ impl Group {
             self.child(cid, i, add, recheck);
         }
         for z in c.targets.iter() {
-            for w in routes(z) {
-                self.edge(&w, add, recheck);
+            for w in routing.of(z) {
+                self.edge(w, add, recheck);
             }
         }
     }
@@ -977,13 +983,12 @@ impl GroupStep {
                 continue;
             }
             let routing = &self.routing;
-            let routes = |z: &Str| routing.of(z).to_vec();
             for y in ids {
                 let recheck = touched.entry(y.clone()).or_default();
                 self.groups
                     .entry(y.clone())
                     .or_default()
-                    .account_diff(old, new, &routes, recheck);
+                    .account_diff(old, new, routing, recheck);
             }
             diffed.insert(x.clone());
         }
@@ -992,7 +997,9 @@ impl GroupStep {
             .into_iter()
             .filter_map(|(x, ids, c)| {
                 if diffed.contains(&x) {
-                    if m.remap_edges {
+                    // The edges kept are the targets of the contribution kept.
+                    let kept = self.contributions.get(&x).map(|c| &c.targets);
+                    if m.remap_edges && kept != c.as_ref().map(|c| &c.targets) {
                         let targets = c.as_ref().map(|c| c.targets.iter().cloned().collect());
                         self.edges.set(&x, targets.unwrap_or_default());
                     }
@@ -1011,13 +1018,12 @@ impl GroupStep {
                 continue;
             };
             let routing = &self.routing;
-            let routes = |z: &Str| routing.of(z).to_vec();
-            for y in routing.of(x).to_vec() {
+            for y in routing.of(x) {
                 let recheck = touched.entry(y.clone()).or_default();
                 self.groups
-                    .entry(y)
+                    .entry(y.clone())
                     .or_default()
-                    .account(x, &old, false, &routes, recheck);
+                    .account(x, &old, false, routing, recheck);
             }
         }
         // Route them anew; inputs with edges to rerouted ones see their edges move.
@@ -1062,13 +1068,12 @@ impl GroupStep {
         for (x, ids, c) in fresh {
             let Some(c) = c else { continue };
             let routing = &self.routing;
-            let routes = |z: &Str| routing.of(z).to_vec();
             for y in &ids {
                 let recheck = touched.entry(y.clone()).or_default();
                 self.groups
                     .entry(y.clone())
                     .or_default()
-                    .account(&x, &c, true, &routes, recheck);
+                    .account(&x, &c, true, routing, recheck);
             }
             self.contributions.insert(x, c);
         }
@@ -1301,13 +1306,20 @@ impl EndpointIndex {
     /// before, if either changed.
     fn set(&mut self, eid: &Str, e: Option<&Node>) -> Option<(Vec<Str>, bool)> {
         if let Some(ep) = id::parse_endpoint_id(eid) {
-            let ip = Str::new(ep.ip);
             if e.is_some_and(|e| !e.latest.contains_key(HOST_NODE_ID)) {
-                self.hostless.entry(ip).or_default().insert(eid.clone());
-            } else if let Some(set) = self.hostless.get_mut(&ip) {
+                match self.hostless.get_mut(ep.ip) {
+                    Some(set) => {
+                        set.insert(eid.clone());
+                    }
+                    None => {
+                        let set = self.hostless.entry(Str::new(ep.ip)).or_default();
+                        set.insert(eid.clone());
+                    }
+                }
+            } else if let Some(set) = self.hostless.get_mut(ep.ip) {
                 set.remove(eid);
                 if set.is_empty() {
-                    self.hostless.remove(&ip);
+                    self.hostless.remove(ep.ip);
                 }
             }
         }
@@ -1318,10 +1330,10 @@ impl EndpointIndex {
         } else {
             self.unusual.remove(eid)
         };
-        let before = self.edges.of(eid).to_vec();
         match self.edges.replace(eid, targets(e)) {
             Some(old) => Some((old, was)),
-            None if was != unusual => Some((before, was)),
+            // The edges stayed as they were.
+            None if was != unusual => Some((self.edges.of(eid).to_vec(), was)),
             None => None,
         }
     }
@@ -1487,12 +1499,12 @@ impl EndpointStep {
                     Some((t, u)) => (t.as_slice(), *u),
                     None => (index.edges.of(eid), index.unusual.contains(eid)),
                 };
-                for y in self.routing.of(eid).to_vec() {
+                for y in self.routing.of(eid) {
                     Self::account(
                         &mut self.outputs,
                         &self.routing,
                         &mut touched,
-                        &y,
+                        y,
                         eid,
                         targets,
                         unusual,
@@ -1722,6 +1734,23 @@ impl EndpointStep {
                 updates.push((y.clone(), None, Some(true)));
                 continue;
             }
+            // End points accounted again often leave the output as it was (their edges
+            // moved elsewhere, or they left and came back): then, with its own node
+            // unchanged too, there is nothing to do.
+            let m = self.outputs.get(y);
+            let child_moves = |o: &Node| {
+                t.children.iter().any(|eid| {
+                    members.is_some_and(|m| m.contains(eid)) != o.children.contains_key(eid)
+                })
+            };
+            let edge_moves = |o: &Node| {
+                t.edges
+                    .iter()
+                    .any(|w| m.is_some_and(|m| m.edges.contains_key(w)) != o.adjacency.contains(w))
+            };
+            if !t.base && old.is_some_and(|o| !child_moves(o) && !edge_moves(o)) {
+                continue;
+            }
             // The report's node (or a new one), with the children and edges it had.
             let mut structural = old.is_none();
             let mut node = match (old, t.base) {
@@ -1745,10 +1774,7 @@ impl EndpointStep {
                     n
                 }
             };
-            structural |= !t.children.is_empty() || !t.edges.is_empty();
-            if t.base && !structural && old.is_some() && measured.is_some_and(|m| m.contains(y)) {
-                remeasured.insert(y.clone());
-            }
+            // Structural only if a child or an edge really came or went.
             for eid in &t.children {
                 if members.is_some_and(|m| m.contains(eid)) {
                     if !node.children.contains_key(eid) {
@@ -1760,18 +1786,21 @@ impl EndpointStep {
                                 ..Node::default()
                             },
                         );
+                        structural = true;
                     }
                 } else {
-                    node.children.remove(eid);
+                    structural |= node.children.remove(eid).is_some();
                 }
             }
-            let m = self.outputs.get(y);
             for w in &t.edges {
                 if m.is_some_and(|m| m.edges.contains_key(w)) {
-                    node.adjacency.insert(w.clone());
+                    structural |= node.adjacency.insert(w.clone());
                 } else {
-                    node.adjacency.remove(w);
+                    structural |= node.adjacency.remove(w);
                 }
+            }
+            if t.base && !structural && old.is_some() && measured.is_some_and(|m| m.contains(y)) {
+                remeasured.insert(y.clone());
             }
             if !t.base {
                 node.latest.remove(CONNECTED);

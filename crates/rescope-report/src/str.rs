@@ -16,8 +16,26 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 /// An immutable, reference-counted string. Compares, hashes and orders like `str`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Str(Arc<str>);
+
+// Equality already looks at the pointers first (`Arc`'s `Eq`); ordering does too, so
+// that a search ending on the very copy it looks for does not compare the bytes.
+impl Ord for Str {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(&other.0)
+        }
+    }
+}
+
+impl PartialOrd for Str {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Str {
     /// Builds a `Str`, going through the interner when a decode is in progress.
