@@ -790,12 +790,7 @@ impl DockerReporter {
             }
         }
         let state = c.state.as_ref();
-        let status = state
-            .and_then(|s| s.status)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "created".to_string());
-        let running = state.and_then(|s| s.running).unwrap_or(false);
-        let paused = state.and_then(|s| s.paused).unwrap_or(false);
+        let (status, running, paused) = run_state(state);
         set(&mut n, "docker_container_state", &status);
         let host_config = c.host_config.as_ref();
         let network_mode = host_config
@@ -876,12 +871,7 @@ impl DockerReporter {
     ) {
         let set = |n: &mut Node, k: &str, v: &str| n.set_latest(k, now, v);
         let state = c.state.as_ref();
-        let status = state
-            .and_then(|s| s.status)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "created".to_string());
-        let running = state.and_then(|s| s.running).unwrap_or(false);
-        let paused = state.and_then(|s| s.paused).unwrap_or(false);
+        let (status, running, paused) = run_state(state);
         let started = state
             .and_then(|s| s.started_at.as_deref())
             .and_then(parse_time);
@@ -940,6 +930,17 @@ impl DockerReporter {
             }
         }
     }
+}
+
+/// A container's state as Docker words it ("created" when it says nothing), and
+/// whether it runs and whether it is paused.
+fn run_state(state: Option<&bollard::models::ContainerState>) -> (String, bool, bool) {
+    let status = state
+        .and_then(|s| s.status)
+        .map_or_else(|| "created".to_string(), |s| s.to_string());
+    let running = state.and_then(|s| s.running).unwrap_or(false);
+    let paused = state.and_then(|s| s.paused).unwrap_or(false);
+    (status, running, paused)
 }
 
 impl Reporter for DockerReporter {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use rescope_probe::config::ProbeConfig;
 use rescope_probe::endpoint::EndpointReporter;
-use rescope_probe::sys::conntrack::{Conntrack, ConntrackTracker};
+use rescope_probe::sys::conntrack::{Conntrack, ConntrackError, ConntrackTracker};
 use rescope_probe::sys::netns::{NetnsRunner, NetnsTarget};
 use rescope_probe::walker::ProcessWalker;
 use rescope_report::{Node, Report, TopologyKind};
@@ -294,6 +294,25 @@ fn listener_with_conntrack() -> Option<(Namespace, NetnsRunner, TcpListener, u16
     Some((ns, runner, listener, port))
 }
 
+/// A conntrack tracker opened by `open` inside `ns`, following events; `None`, with
+/// the reason printed, when conntrack cannot be read on this machine.
+fn tracker_inside(
+    runner: &mut NetnsRunner,
+    ns: &Namespace,
+    open: impl FnOnce() -> Result<ConntrackTracker, ConntrackError> + Send + 'static,
+) -> Option<ConntrackTracker> {
+    match runner.run_in(&target(ns), open).expect("enter namespace") {
+        Ok(tracker) => {
+            assert!(tracker.uses_events());
+            Some(tracker)
+        }
+        Err(e) => {
+            println!("SKIPPED: conntrack is not readable on this machine: {e}");
+            None
+        }
+    }
+}
+
 #[test]
 fn conntrack_events_follow_flows_between_dumps() {
     if let Some(why) = cannot_run() {
@@ -304,19 +323,11 @@ fn conntrack_events_follow_flows_between_dumps() {
         return;
     };
     let mut runner = NetnsRunner::new();
-    let tracker = runner
-        .run_in(&target(&ns), || {
-            ConntrackTracker::open(std::time::Duration::from_secs(3600))
-        })
-        .expect("enter namespace");
-    let mut tracker = match tracker {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: conntrack is not readable on this machine: {e}");
-            return;
-        }
+    let Some(mut tracker) = tracker_inside(&mut runner, &ns, || {
+        ConntrackTracker::open(std::time::Duration::from_secs(3600))
+    }) else {
+        return;
     };
-    assert!(tracker.uses_events());
     let mut flows = Vec::new();
     tracker
         .poll(std::time::Instant::now(), &mut flows)
@@ -362,22 +373,14 @@ fn while_events_come_the_table_is_not_dumped_again_and_without_them_it_is() {
         return;
     };
     // A check at every poll; while events come, a dump only once an hour.
-    let tracker = runner
-        .run_in(&target(&ns), || {
-            ConntrackTracker::open(std::time::Duration::ZERO).map(|mut t| {
-                t.set_resync_with_events(std::time::Duration::from_secs(3600));
-                t
-            })
+    let Some(mut tracker) = tracker_inside(&mut runner, &ns, || {
+        ConntrackTracker::open(std::time::Duration::ZERO).map(|mut t| {
+            t.set_resync_with_events(std::time::Duration::from_secs(3600));
+            t
         })
-        .expect("enter namespace");
-    let mut tracker = match tracker {
-        Ok(t) => t,
-        Err(e) => {
-            println!("SKIPPED: conntrack is not readable on this machine: {e}");
-            return;
-        }
+    }) else {
+        return;
     };
-    assert!(tracker.uses_events());
     let connect = |runner: &mut NetnsRunner| {
         runner
             .run_in(&target(&ns), move || {

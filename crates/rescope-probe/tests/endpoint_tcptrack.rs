@@ -250,39 +250,71 @@ fn namespace() -> Option<Namespace> {
     Some(ns)
 }
 
+/// A listener on loopback inside a new network namespace, and the end point IDs the
+/// probe gives its connections.
+struct ListenerInside {
+    ns: Namespace,
+    target: NetnsTarget,
+    runner: NetnsRunner,
+    listener: TcpListener,
+    server_id: String,
+}
+
+impl ListenerInside {
+    fn open() -> Option<Self> {
+        let ns = namespace()?;
+        let target = NetnsTarget::of_pid(Path::new("/proc"), ns.child.id(), Some(ns.inode));
+        let mut runner = NetnsRunner::new();
+        let listener = runner
+            .run_in(&target, || TcpListener::bind("127.0.0.1:0"))
+            .expect("enter namespace")
+            .expect("listen inside");
+        let server_id = Self::id(&ns, listener.local_addr().expect("addr").port());
+        Some(Self {
+            ns,
+            target,
+            runner,
+            listener,
+            server_id,
+        })
+    }
+
+    fn id(ns: &Namespace, port: u16) -> String {
+        format!("{HOST}-{};127.0.0.1;{port}", ns.inode)
+    }
+
+    /// Connects to the listener from inside the namespace: the stream and the ID of
+    /// its client end point.
+    fn connect(&mut self) -> (TcpStream, String) {
+        let port = self.listener.local_addr().expect("addr").port();
+        let client = self
+            .runner
+            .run_in(&self.target, move || {
+                TcpStream::connect(("127.0.0.1", port))
+            })
+            .expect("enter namespace")
+            .expect("connect inside");
+        let id = Self::id(&self.ns, client.local_addr().expect("addr").port());
+        (client, id)
+    }
+}
+
 #[test]
 fn connections_inside_another_namespace_are_followed_from_changes() {
     require_bpf!();
-    let Some(ns) = namespace() else {
+    let Some(mut inside) = ListenerInside::open() else {
         println!("SKIPPED: cannot create a network namespace with `unshare` and `ip`");
         return;
     };
-    let target = NetnsTarget::of_pid(Path::new("/proc"), ns.child.id(), Some(ns.inode));
-    let mut runner = NetnsRunner::new();
-    let listener = runner
-        .run_in(&target, || TcpListener::bind("127.0.0.1:0"))
-        .expect("enter namespace")
-        .expect("listen inside");
-    let server_port = listener.local_addr().expect("addr").port();
-    let scope = format!("{HOST}-{}", ns.inode);
-    let server_id = format!("{scope};127.0.0.1;{server_port}");
+    let server_id = inside.server_id.clone();
 
     let (walker, mut reporter) = probe(None);
     tick(&walker, &mut reporter);
     tick(&walker, &mut reporter);
     let before = reporter.tcp_tracking().expect("the tracker runs");
 
-    let client = runner
-        .run_in(&target, move || {
-            TcpStream::connect(("127.0.0.1", server_port))
-        })
-        .expect("enter namespace")
-        .expect("connect inside");
-    let (accepted, _) = listener.accept().expect("accept");
-    let client_id = format!(
-        "{scope};127.0.0.1;{}",
-        client.local_addr().expect("addr").port()
-    );
+    let (client, client_id) = inside.connect();
+    let (accepted, _) = inside.listener.accept().expect("accept");
     let opened = tick(&walker, &mut reporter);
     let me = std::process::id().to_string();
     let client_node = node(&opened, &client_id);
@@ -332,41 +364,25 @@ fn quiet_ticks(
 #[test]
 fn a_quiet_namespace_is_not_dumped_again_and_its_new_connections_still_show() {
     require_bpf!();
-    let Some(ns) = namespace() else {
+    let Some(mut inside) = ListenerInside::open() else {
         println!("SKIPPED: cannot create a network namespace with `unshare` and `ip`");
         return;
     };
-    let target = NetnsTarget::of_pid(Path::new("/proc"), ns.child.id(), Some(ns.inode));
-    let mut runner = NetnsRunner::new();
-    let listener = runner
-        .run_in(&target, || TcpListener::bind("127.0.0.1:0"))
-        .expect("enter namespace")
-        .expect("listen inside");
-    let server_port = listener.local_addr().expect("addr").port();
-    let scope = format!("{HOST}-{}", ns.inode);
-    let server_id = format!("{scope};127.0.0.1;{server_port}");
+    let ns_inode = inside.ns.inode;
+    let server_id = inside.server_id.clone();
 
     let (walker, mut reporter) = probe(None);
     tick(&walker, &mut reporter);
     tick(&walker, &mut reporter);
     // Three times the period of the safety-net dump, nothing happens inside.
-    let (dumps, losses) = quiet_ticks(&walker, &mut reporter, ns.inode, 30);
+    let (dumps, losses) = quiet_ticks(&walker, &mut reporter, ns_inode, 30);
     assert!(
         dumps <= losses,
         "a namespace no change touched is not dumped again: {dumps} dumps, {losses} losses"
     );
 
     // After the quiet time, a connection inside it shows at once, from its changes.
-    let client = runner
-        .run_in(&target, move || {
-            TcpStream::connect(("127.0.0.1", server_port))
-        })
-        .expect("enter namespace")
-        .expect("connect inside");
-    let client_id = format!(
-        "{scope};127.0.0.1;{}",
-        client.local_addr().expect("addr").port()
-    );
+    let (client, client_id) = inside.connect();
     let report = tick_until(&walker, &mut reporter, |r| {
         endpoints(r)
             .nodes
@@ -383,15 +399,15 @@ fn a_quiet_namespace_is_not_dumped_again_and_its_new_connections_still_show() {
 
     // Not accepted yet, the server's side has no inode: accepting gives it one
     // without a state change, so the namespace is not quiet, and is dumped again.
-    let (dumps, _) = quiet_ticks(&walker, &mut reporter, ns.inode, 25);
+    let (dumps, _) = quiet_ticks(&walker, &mut reporter, ns_inode, 25);
     assert!(
         dumps >= 2,
         "a connection waiting to be accepted keeps the periodic dump: {dumps}"
     );
-    let (accepted, _) = listener.accept().expect("accept");
+    let (accepted, _) = inside.listener.accept().expect("accept");
     // The next periodic dump learns its inode; then the namespace is quiet again.
-    quiet_ticks(&walker, &mut reporter, ns.inode, 12);
-    let (dumps, losses) = quiet_ticks(&walker, &mut reporter, ns.inode, 25);
+    quiet_ticks(&walker, &mut reporter, ns_inode, 12);
+    let (dumps, losses) = quiet_ticks(&walker, &mut reporter, ns_inode, 25);
     assert!(
         dumps <= losses,
         "once accepted, quiet again: {dumps} dumps, {losses} losses"
