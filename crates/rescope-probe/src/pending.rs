@@ -342,8 +342,7 @@ mod tests {
             }
             if rng.random_bool(0.8) {
                 let cpu = [0.0, 0.0, 0.0, 2.5][rng.random_range(0..4)];
-                node.metrics
-                    .insert("cpu", Metric::single(ts, cpu, 200.0));
+                node.metrics.insert("cpu", Metric::single(ts, cpu, 200.0));
             }
             let mem = [1000.0, 1000.0, 3000.0][rng.random_range(0..3)];
             node.metrics.insert("mem", Metric::single(ts, mem, 1e9));
@@ -419,7 +418,8 @@ mod tests {
                 // The Docker reporter's part of some processes stays in the report.
                 for i in 0..3 {
                     if rng.random_bool(0.3) {
-                        let mut part = Node::new(format!("h;{i}").as_str()).with_topology("process");
+                        let mut part =
+                            Node::new(format!("h;{i}").as_str()).with_topology("process");
                         part.set_latest("docker_container_id", ts, "c1");
                         part.add_parent("container", "c1;<container>");
                         report.topology_mut(TopologyKind::Process).add_node(part);
@@ -431,7 +431,8 @@ mod tests {
                 if !rng.random_bool(0.1) {
                     let nodes = random_endpoints(&mut rng, ts);
                     for node in nodes.values() {
-                        full.topology_mut(TopologyKind::Endpoint).add_node(node.clone());
+                        full.topology_mut(TopologyKind::Endpoint)
+                            .add_node(node.clone());
                     }
                     kept.push(random_changes(
                         &mut rng,
@@ -443,7 +444,8 @@ mod tests {
                 if !rng.random_bool(0.1) {
                     let nodes = random_processes(&mut rng, ts);
                     for node in nodes.values() {
-                        full.topology_mut(TopologyKind::Process).add_node(node.clone());
+                        full.topology_mut(TopologyKind::Process)
+                            .add_node(node.clone());
                     }
                     kept.push(random_changes(
                         &mut rng,

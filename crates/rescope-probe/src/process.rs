@@ -349,7 +349,11 @@ mod tests {
             assert_eq!(sent.whole, step == 0 || step == 8, "step {step}");
             if step > 0 && step != 8 {
                 // Only what changed goes: one process at most, or init and a new one.
-                assert!(sent.nodes.len() <= 2, "step {step}: {:?}", sent.nodes.keys());
+                assert!(
+                    sent.nodes.len() <= 2,
+                    "step {step}: {:?}",
+                    sent.nodes.keys()
+                );
             }
             receiver.end_window();
             receiver.apply(sent, tick.now, drop);
