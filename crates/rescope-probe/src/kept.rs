@@ -1,16 +1,17 @@
-//! The spy's hand-off to the publisher: a report plus what changed in a topology that
-//! a reporter keeps between ticks.
+//! The spy's hand-off to the publisher: a report plus what changed in the topologies
+//! that reporters keep between ticks.
 //!
-//! The endpoint reporter keeps its nodes from tick to tick and builds again only the
-//! ones whose connections changed. Sending all of them every second (thousands on a
+//! The endpoint and process reporters keep their nodes from tick to tick and build
+//! again only the ones that changed. Sending all of them every second (thousands on a
 //! busy host) meant copying each one, merging it into the publisher's pending report
 //! and dropping the copy: work that grew with the size of the host, not with what
-//! happened on it. Instead the reporter says which nodes changed or went
-//! ([`NodeChanges`]), and the receiver keeps its own copy of the topology
-//! ([`KeptNodes`]). Every kept node is current at the time of the last changes, so
-//! the receiver stamps it with that time when it needs the whole report; the copies
-//! that were replaced or went during a publish window are handed back to be merged,
-//! so the published union of the window's reports stays exactly what it was.
+//! happened on it. Instead each reporter says which nodes changed or went
+//! ([`NodeChanges`]), and the receiver keeps its own copy of the topologies
+//! ([`KeptNodes`]). Every kept node is current at each tick since it was sent, so the
+//! receiver gives it those ticks' times (and a metric sample per tick) when it needs
+//! the whole report; the copies that were replaced or went during a publish window
+//! are handed back to be merged, so the published union of the window's reports
+//! stays exactly what it was.
 
 use std::collections::BTreeMap;
 
