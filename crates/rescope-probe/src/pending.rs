@@ -82,35 +82,30 @@ fn replace_keeping_samples(older: &mut Node, mut newer: Node) -> Option<Node> {
 /// The spy's reports of one publish window, merged: the union the next publish sends.
 ///
 /// A kept topology ([`crate::kept`]) is not merged tick by tick: the publisher keeps
-/// its own copy and adds it, stamped with the time of the window's last tick, when
-/// the window is published. Only the copies replaced or removed during the window go
-/// into the pending report as they come, so that the union still has them.
+/// its own copy and adds it, as the window's ticks reported it, when the window is
+/// published. Only the copies replaced or removed during the window go into the
+/// pending report as they come, so that the union still has them.
 #[derive(Debug, Default)]
 pub struct Pending {
     report: Option<Report>,
     kept: KeptNodes,
-    /// The kept topology was current at some tick of this window.
-    kept_in_window: bool,
 }
 
 impl Pending {
     /// Adds one spy report to the window.
     pub fn add(&mut self, spy: SpyReport) {
         let SpyReport { report, kept } = spy;
-        if let Some(changes) = kept {
+        for changes in kept {
             let kind = changes.kind;
-            let in_window = self.kept_in_window;
-            let window = self.report.as_mut();
-            match (in_window, window) {
-                (true, Some(window)) => {
+            match self.report.as_mut() {
+                Some(window) => {
                     let nodes = &mut window.topology_mut(kind).nodes;
                     self.kept.apply(changes, report.ts, |old| {
                         merge_node(nodes, kind, old.id.clone(), old)
                     });
                 }
-                _ => self.kept.apply(changes, report.ts, drop),
+                None => self.kept.apply(changes, report.ts, drop),
             }
-            self.kept_in_window = true;
         }
         match self.report.as_mut() {
             Some(pending) => {
@@ -127,9 +122,8 @@ impl Pending {
     /// The window's report, if any spy report came in it; starts a new window.
     pub fn take(&mut self) -> Option<Report> {
         let mut report = self.report.take()?;
-        if std::mem::take(&mut self.kept_in_window) {
-            self.kept.merge_into(&mut report);
-        }
+        self.kept.merge_into(&mut report);
+        self.kept.end_window();
         Some(report)
     }
 }
@@ -331,12 +325,146 @@ mod tests {
         nodes
     }
 
+    /// A random process topology: few IDs and values, so that ticks share nodes, and
+    /// change some of them; each node's metrics hold one sample, at `ts`.
+    fn random_processes(rng: &mut StdRng, ts: GoTime) -> BTreeMap<Str, Node> {
+        let mut nodes = BTreeMap::new();
+        for i in 0..8 {
+            if rng.random_bool(0.2) {
+                continue;
+            }
+            let mut node = Node::new(format!("h;{i}").as_str()).with_topology("process");
+            node.set_latest("pid", ts, i.to_string());
+            node.set_latest("host_node_id", ts, "h;<host>");
+            node.add_parent("host", "h;<host>");
+            if rng.random_bool(0.8) {
+                node.set_latest("name", ts, ["sleep", "sh"][rng.random_range(0..2)]);
+            }
+            if rng.random_bool(0.8) {
+                let cpu = [0.0, 0.0, 0.0, 2.5][rng.random_range(0..4)];
+                node.metrics.insert("cpu", Metric::single(ts, cpu, 200.0));
+            }
+            let mem = [1000.0, 1000.0, 3000.0][rng.random_range(0..3)];
+            node.metrics.insert("mem", Metric::single(ts, mem, 1e9));
+            nodes.insert(node.id.clone(), node);
+        }
+        nodes
+    }
+
     fn without_times(node: &Node) -> Node {
         let mut node = node.clone();
         for (_, entry) in node.latest.iter_mut() {
             entry.timestamp = GoTime::default();
         }
+        for (_, metric) in node.metrics.iter_mut() {
+            for sample in &mut metric.samples {
+                sample.date = GoTime::default();
+            }
+        }
         node
+    }
+
+    /// What a reporter that keeps `nodes` sends: the whole topology the first time
+    /// and now and then, else the nodes that changed since `last_sent` (unchanged
+    /// ones too, now and then), with the times of half of them lost.
+    fn random_changes(
+        rng: &mut StdRng,
+        kind: TopologyKind,
+        nodes: &BTreeMap<Str, Node>,
+        last_sent: &mut Option<BTreeMap<Str, Node>>,
+    ) -> NodeChanges {
+        let mut c = match last_sent.as_ref() {
+            Some(last) if !rng.random_bool(0.1) => {
+                let mut c = NodeChanges::none(kind, nodes.len());
+                for (id, node) in nodes {
+                    let same = last
+                        .get(id)
+                        .is_some_and(|n| without_times(n) == without_times(node));
+                    if !same || rng.random_bool(0.1) {
+                        c.nodes.insert(id.clone(), Some(node.clone()));
+                    }
+                }
+                for id in last.keys() {
+                    if !nodes.contains_key(id) {
+                        c.nodes.insert(id.clone(), None);
+                    }
+                }
+                c
+            }
+            _ => NodeChanges::whole(kind, nodes.values().cloned()),
+        };
+        c.total = nodes.len();
+        // The receiver stamps kept nodes itself: times sent do not count.
+        for node in c.nodes.values_mut().flatten() {
+            if rng.random_bool(0.5) {
+                *node = without_times(node);
+            }
+        }
+        *last_sent = Some(nodes.clone());
+        c
+    }
+
+    #[test]
+    fn a_window_of_process_and_endpoint_changes_publishes_what_whole_reports_do() {
+        for seed in 0..300 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut whole = Pending::default();
+            let mut changes = Pending::default();
+            let (mut endpoints_sent, mut processes_sent) = (None, None);
+            for tick in 0..30 {
+                let ts = t(tick);
+                let mut report = Report::empty();
+                report.ts = ts;
+                // The Docker reporter's part of some processes stays in the report.
+                for i in 0..3 {
+                    if rng.random_bool(0.3) {
+                        let mut part =
+                            Node::new(format!("h;{i}").as_str()).with_topology("process");
+                        part.set_latest("docker_container_id", ts, "c1");
+                        part.add_parent("container", "c1;<container>");
+                        report.topology_mut(TopologyKind::Process).add_node(part);
+                    }
+                }
+                let mut full = report.clone();
+                let mut kept = Vec::new();
+                // Now and then a reporter fails: its nodes are missing.
+                if !rng.random_bool(0.1) {
+                    let nodes = random_endpoints(&mut rng, ts);
+                    for node in nodes.values() {
+                        full.topology_mut(TopologyKind::Endpoint)
+                            .add_node(node.clone());
+                    }
+                    kept.push(random_changes(
+                        &mut rng,
+                        TopologyKind::Endpoint,
+                        &nodes,
+                        &mut endpoints_sent,
+                    ));
+                }
+                if !rng.random_bool(0.1) {
+                    let nodes = random_processes(&mut rng, ts);
+                    for node in nodes.values() {
+                        full.topology_mut(TopologyKind::Process)
+                            .add_node(node.clone());
+                    }
+                    kept.push(random_changes(
+                        &mut rng,
+                        TopologyKind::Process,
+                        &nodes,
+                        &mut processes_sent,
+                    ));
+                }
+                if rng.random_bool(0.5) {
+                    kept.reverse();
+                }
+                whole.add(SpyReport::from(full));
+                changes.add(SpyReport { report, kept });
+                if rng.random_bool(0.35) {
+                    assert_eq!(changes.take(), whole.take(), "seed {seed}, tick {tick}");
+                }
+            }
+            assert_eq!(changes.take(), whole.take(), "seed {seed}, at the end");
+        }
     }
 
     #[test]
@@ -394,7 +522,10 @@ mod tests {
                     sent_any = true;
                     c
                 });
-                changes.add(SpyReport { report, kept });
+                changes.add(SpyReport {
+                    report,
+                    kept: kept.into_iter().collect(),
+                });
                 if rng.random_bool(0.35) {
                     assert_eq!(changes.take(), whole.take(), "seed {seed}, tick {tick}");
                 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::Shutdown;
-use crate::kept::{KeptNodes, NodeChanges, SpyReport};
+use crate::kept::{KeptNodes, NodeChanges, SpyReport, then_all};
 use crate::reporter::{Reporter, Tick};
 use crate::selfmetrics::SelfMetrics;
 use crate::tagger;
@@ -189,16 +189,14 @@ impl Spy {
         let results = futures_util::future::join_all(runs).await;
         let mut report = Report::empty();
         report.ts = now;
-        let mut kept: Option<NodeChanges> = None;
+        let mut kept: Vec<NodeChanges> = Vec::new();
         for result in results {
             match result {
                 Ok((name, Ok((partial, changes)), secs)) => {
                     self.metrics.reporter_ran(name, secs, true);
                     self.clear_error(name);
                     report.merge_owned(partial);
-                    if changes.is_some() {
-                        kept = changes;
-                    }
+                    kept.extend(changes);
                 }
                 Ok((name, Err(e), secs)) => {
                     self.metrics.reporter_ran(name, secs, false);
@@ -210,8 +208,11 @@ impl Spy {
         report.ts = now;
         tagger::tag_host(&mut report, &self.host_node_id, now);
         tagger::tag_topologies(&mut report);
-        if let Some(changes) = kept.as_mut() {
-            let name = Str::new(changes.kind.name());
+        for changes in &mut kept {
+            let kind = changes.kind;
+            let name = Str::new(kind.name());
+            let nodes = changes.nodes.values_mut().flatten();
+            tagger::tag_host_nodes(kind, nodes, &self.host_node_id, now);
             for node in changes.nodes.values_mut().flatten() {
                 if node.topology.is_empty() {
                     node.topology = name.clone();
@@ -219,11 +220,12 @@ impl Spy {
             }
         }
         for (kind, t) in report.topologies() {
-            let n = t.nodes.len()
-                + kept
-                    .as_ref()
-                    .filter(|c| c.kind == kind)
-                    .map_or(0, |c| c.total);
+            // A kept topology's nodes in the report (a process's container, from the
+            // Docker reporter) are among its `total`.
+            let n = match kept.iter().find(|c| c.kind == kind) {
+                Some(c) => c.total.max(t.nodes.len()),
+                None => t.nodes.len(),
+            };
             if n > 0 {
                 self.metrics.report_nodes(kind.name(), n);
             }
@@ -233,13 +235,17 @@ impl Spy {
         if (whole || self.keep_latest)
             && let Ok(mut mine) = self.kept.lock()
         {
-            let kept_now = kept.is_some();
+            // Each whole report is one tick's: a window of one.
+            mine.end_window();
+            let kept_now = !kept.is_empty();
             if whole {
-                if let Some(changes) = kept.take() {
+                for changes in std::mem::take(&mut kept) {
                     mine.apply(changes, now, drop);
                 }
-            } else if let Some(changes) = &kept {
-                mine.apply(changes.clone(), now, drop);
+            } else {
+                for changes in &kept {
+                    mine.apply(changes.clone(), now, drop);
+                }
             }
             if whole && kept_now {
                 mine.merge_into(&mut report);
@@ -291,7 +297,7 @@ impl Spy {
     ) {
         let send = move |spy: SpyReport| match tx.try_send(spy.report) {
             Ok(()) => Sent::Yes,
-            Err(mpsc::error::TrySendError::Full(_)) => Sent::Full(None),
+            Err(mpsc::error::TrySendError::Full(_)) => Sent::Full(Vec::new()),
             Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
         };
         self.run_loop(interval, true, send, shutdown).await
@@ -321,7 +327,7 @@ impl Spy {
         mut send: impl FnMut(SpyReport) -> Sent,
         mut shutdown: Shutdown,
     ) {
-        let mut carried: Option<NodeChanges> = None;
+        let mut carried: Vec<NodeChanges> = Vec::new();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dropped = 0u64;
@@ -351,11 +357,8 @@ impl Spy {
             if woken {
                 self.woken.mark(report.report.ts);
             }
-            if let Some(earlier) = carried.take() {
-                report.kept = Some(match report.kept.take() {
-                    Some(now) => earlier.then(now),
-                    None => earlier,
-                });
+            if !carried.is_empty() {
+                report.kept = then_all(std::mem::take(&mut carried), report.kept);
             }
             match send(report) {
                 Sent::Yes => dropped = 0,
@@ -377,7 +380,7 @@ impl Spy {
 enum Sent {
     Yes,
     /// The receiver's queue was full: the report was dropped, these changes with it.
-    Full(Option<NodeChanges>),
+    Full(Vec<NodeChanges>),
     Closed,
 }
 

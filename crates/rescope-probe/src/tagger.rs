@@ -1,6 +1,6 @@
 //! Taggers: passes over a merged spy report that fill in what every node needs.
 
-use rescope_report::{GoTime, Report, Str, TopologyKind, node::HOST_NODE_ID};
+use rescope_report::{GoTime, Node, Report, Str, TopologyKind, node::HOST_NODE_ID};
 
 /// Sets `topology` on every node that lacks it. Runs last, so nodes created by any
 /// reporter or tagger are covered (Scope ran it first and left some nodes without).
@@ -19,24 +19,45 @@ pub fn tag_topologies(report: &mut Report) {
 /// host: `latest.host_node_id` and a `host` parent. Endpoints, overlay and pod nodes
 /// are left alone, as in Scope.
 pub fn tag_host(report: &mut Report, host_node_id: &str, now: GoTime) {
+    for kind in OWNED {
+        tag_host_nodes(
+            kind,
+            report.topology_mut(kind).nodes.values_mut(),
+            host_node_id,
+            now,
+        );
+    }
+}
+
+/// The topologies whose nodes [`tag_host`] marks.
+const OWNED: [TopologyKind; 4] = [
+    TopologyKind::Process,
+    TopologyKind::Container,
+    TopologyKind::ContainerImage,
+    TopologyKind::Host,
+];
+
+/// What [`tag_host`] does, for `nodes` of topology `kind` outside a report (the
+/// changes of a kept topology).
+pub fn tag_host_nodes<'a>(
+    kind: TopologyKind,
+    nodes: impl Iterator<Item = &'a mut Node>,
+    host_node_id: &str,
+    now: GoTime,
+) {
+    if !OWNED.contains(&kind) {
+        return;
+    }
     let host = Str::new(host_node_id);
-    for kind in [
-        TopologyKind::Process,
-        TopologyKind::Container,
-        TopologyKind::ContainerImage,
-        TopologyKind::Host,
-    ] {
-        for node in report.topology_mut(kind).nodes.values_mut() {
-            node.set_latest(HOST_NODE_ID, now, host.clone());
-            node.add_parent(TopologyKind::Host.name(), host.clone());
-        }
+    for node in nodes {
+        node.set_latest(HOST_NODE_ID, now, host.clone());
+        node.add_parent(TopologyKind::Host.name(), host.clone());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rescope_report::Node;
 
     #[test]
     fn every_node_gets_a_topology_and_owned_ones_a_host() {
