@@ -473,8 +473,7 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut whole = Pending::default();
             let mut changes = Pending::default();
-            let mut last_sent: BTreeMap<Str, Node> = BTreeMap::new();
-            let mut sent_any = false;
+            let mut last_sent = None;
             for tick in 0..30 {
                 let ts = t(tick);
                 let mut report = Report::empty();
@@ -491,36 +490,7 @@ mod tests {
                 }
                 whole.add(SpyReport::from(full));
                 let kept = (!failed).then(|| {
-                    let mut c = if !sent_any || rng.random_bool(0.1) {
-                        NodeChanges::whole(TopologyKind::Endpoint, nodes.values().cloned())
-                    } else {
-                        let mut c = NodeChanges::none(TopologyKind::Endpoint, nodes.len());
-                        for (id, node) in &nodes {
-                            // Unchanged nodes are sent too, now and then.
-                            let same = last_sent
-                                .get(id)
-                                .is_some_and(|n| without_times(n) == without_times(node));
-                            if !same || rng.random_bool(0.1) {
-                                c.nodes.insert(id.clone(), Some(node.clone()));
-                            }
-                        }
-                        for id in last_sent.keys() {
-                            if !nodes.contains_key(id) {
-                                c.nodes.insert(id.clone(), None);
-                            }
-                        }
-                        c
-                    };
-                    c.total = nodes.len();
-                    // The receiver stamps kept nodes itself: times sent do not count.
-                    for node in c.nodes.values_mut().flatten() {
-                        if rng.random_bool(0.5) {
-                            *node = without_times(node);
-                        }
-                    }
-                    last_sent = nodes.clone();
-                    sent_any = true;
-                    c
+                    random_changes(&mut rng, TopologyKind::Endpoint, &nodes, &mut last_sent)
                 });
                 changes.add(SpyReport {
                     report,
