@@ -88,6 +88,10 @@ struct Plugin {
     report: Option<Report>,
     /// Why the socket is not polled (ownership checks).
     refused: Option<String>,
+    /// Counts the controls run on the plugin. A poll that was under way when a
+    /// control ran may carry the plugin's state from before it, so its answer is
+    /// dropped rather than let it undo the control's shortcut report.
+    controls_run: u64,
 }
 
 #[derive(Debug, Default)]
@@ -408,6 +412,7 @@ impl PluginRegistry {
                         ..Default::default()
                     },
                     report: None,
+                    controls_run: 0,
                     refused: None,
                 }
             });
@@ -424,12 +429,12 @@ impl PluginRegistry {
 
     /// Asks every trusted plugin for its report, all at once, and records the answers.
     pub async fn poll(&self) {
-        let targets: Vec<(PathBuf, String, PluginSpec)> = match self.state.lock() {
+        let targets: Vec<(PathBuf, String, PluginSpec, u64)> = match self.state.lock() {
             Ok(state) => state
                 .plugins
                 .iter()
                 .filter(|(_, p)| p.refused.is_none())
-                .map(|(path, p)| (path.clone(), p.id.clone(), p.spec.clone()))
+                .map(|(path, p)| (path.clone(), p.id.clone(), p.spec.clone(), p.controls_run))
                 .collect(),
             Err(_) => return,
         };
@@ -438,40 +443,46 @@ impl PluginRegistry {
             "/report?api_version={}&probe_id={}",
             settings.api_version, settings.probe_id
         );
-        let calls = targets.into_iter().map(|(path, id, previous)| {
-            let settings = settings.clone();
-            let query = query.clone();
-            async move {
-                let answer = unixhttp::request(
-                    &path,
-                    PluginRequest {
-                        method: hyper::Method::GET,
-                        path_and_query: &query,
-                        json_body: None,
-                    },
-                    settings.timeout,
-                    settings.max_response,
-                )
-                .await
-                .map(|b| b.to_vec())
-                .map_err(|e| e.to_string());
-                let judged =
-                    tokio::task::spawn_blocking(move || judge(&previous, &id, &settings, answer))
-                        .await;
-                (path, judged)
-            }
-        });
+        let calls = targets
+            .into_iter()
+            .map(|(path, id, previous, controls_run)| {
+                let settings = settings.clone();
+                let query = query.clone();
+                async move {
+                    let answer = unixhttp::request(
+                        &path,
+                        PluginRequest {
+                            method: hyper::Method::GET,
+                            path_and_query: &query,
+                            json_body: None,
+                        },
+                        settings.timeout,
+                        settings.max_response,
+                    )
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| e.to_string());
+                    let judged = tokio::task::spawn_blocking(move || {
+                        judge(&previous, &id, &settings, answer)
+                    })
+                    .await;
+                    (path, controls_run, judged)
+                }
+            });
         let results = futures_util::future::join_all(calls).await;
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        for (path, judged) in results {
+        for (path, controls_run, judged) in results {
             let Ok((spec, outcome)) = judged else {
                 continue;
             };
             let Some(plugin) = state.plugins.get_mut(&path) else {
                 continue;
             };
+            if plugin.controls_run != controls_run {
+                continue;
+            }
             let status = match &outcome {
                 Ok(_) => "ok".to_string(),
                 Err(e) => format!("error: {e}"),
@@ -633,6 +644,12 @@ impl PluginRegistry {
             && let Some(p) = state.plugins.get_mut(&path)
         {
             p.spec.status = Str::from(status);
+            p.controls_run += 1;
+            // The plugin's state after the control, for every spy report from now
+            // until its next poll.
+            if let (Ok((_, Some(shortcut))), Some(report)) = (&outcome, p.report.as_mut()) {
+                report.merge_shortcut_from(shortcut);
+            }
         }
         match outcome {
             Ok(r) => r,

@@ -497,3 +497,107 @@ async fn controller_plugins_have_their_controls_renamed_and_relayed() {
         "the R plugin does not implement the controller interface"
     );
 }
+
+/// A controller plugin with one switch on host node `h;<host>`: `/report` answers the
+/// switch's position as it was when the request came, after `delay`; `/control`
+/// flips it and answers with a shortcut report of the new position.
+async fn switch(socket: &Path, delay: Duration) -> tokio::task::JoinHandle<()> {
+    std::fs::create_dir_all(socket.parent().expect("parent")).expect("mkdir");
+    let listener = tokio::net::UnixListener::bind(socket).expect("bind");
+    let flips = Arc::new(Mutex::new(0u32));
+    let report = |flips: u32| {
+        let (state, offered) = if flips % 2 == 0 {
+            ("off", "turnOn")
+        } else {
+            ("on", "turnOff")
+        };
+        serde_json::json!({
+            "Plugins": [{"id": "switch", "label": "Switch", "interfaces": ["reporter", "controller"], "api_version": "1"}],
+            "Host": {
+                "controls": {
+                    "turnOn": {"id": "turnOn", "human": "On", "icon": "fa-toggle-on", "rank": 1},
+                    "turnOff": {"id": "turnOff", "human": "Off", "icon": "fa-toggle-off", "rank": 1}
+                },
+                "nodes": {"h;<host>": {"latest": {
+                    "state": {"timestamp": format!("2030-01-01T00:00:{:02}Z", flips % 60), "value": state},
+                    "active_controls": {"timestamp": "2030-01-01T00:00:00Z", "value": offered}
+                }}}
+            }
+        })
+    };
+    let seen = flips.clone();
+    let app = Router::new()
+        .route(
+            "/report",
+            get(move || {
+                let now = *seen.lock().expect("lock");
+                async move {
+                    tokio::time::sleep(delay).await;
+                    axum::Json(report(now))
+                }
+            }),
+        )
+        .route(
+            "/control",
+            axum::routing::post(move || {
+                let now = {
+                    let mut n = flips.lock().expect("lock");
+                    *n += 1;
+                    *n
+                };
+                async move { axum::Json(serde_json::json!({"shortcutReport": report(now)})) }
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+/// The switch's position and offered controls in the registry's report.
+fn position(r: &PluginRegistry) -> (String, String) {
+    let report = r.report();
+    let node = &report[TopologyKind::Host].nodes["h;<host>"];
+    let value = |key: &str| {
+        node.latest_value(key)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    (value("state"), value("active_controls"))
+}
+
+#[tokio::test]
+async fn a_control_shows_at_once_and_no_answer_from_before_it_undoes_it() {
+    let (_dir, root) = tempdir();
+    let _p = switch(&root.join("switch.sock"), Duration::from_millis(400)).await;
+    let r = registry(&root);
+    cycle(&r).await;
+    assert_eq!(position(&r), ("off".into(), "switch~turnOn".into()));
+
+    // A poll that asks before the control and is answered after it.
+    let polling = r.clone();
+    let poll = tokio::spawn(async move { polling.poll().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let req = rescope_report::xfer::ControlRequest {
+        node_id: "h;<host>".into(),
+        control: "switch~turnOn".into(),
+        ..Default::default()
+    };
+    let (answer, shortcut) = r.control(&req).await;
+    assert!(answer.error.is_empty(), "{answer:?}");
+    assert!(shortcut.is_some(), "the plugin sent a shortcut report");
+    assert_eq!(
+        position(&r),
+        ("on".into(), "switch~turnOff".into()),
+        "spy reports carry the shortcut's state before the next poll"
+    );
+
+    poll.await.expect("poll");
+    assert_eq!(
+        position(&r),
+        ("on".into(), "switch~turnOff".into()),
+        "the answer of the poll sent before the control is dropped"
+    );
+    cycle(&r).await;
+    assert_eq!(position(&r), ("on".into(), "switch~turnOff".into()));
+    assert_eq!(statuses(&r), [("switch".into(), "ok".into())]);
+}
