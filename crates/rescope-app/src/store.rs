@@ -42,6 +42,10 @@ struct Probe {
     /// Those of its nodes that hold metric samples (which age out).
     sampled: FastSet<(usize, Str)>,
     reports: u64,
+    /// The newest `latest` timestamp its shortcut reports carried. A report stamped
+    /// before it may have been gathered before the control that sent the shortcut, so
+    /// the shortcut's entries survive it (see [`keep_newer_latest`]).
+    shortcut_until: GoTime,
 }
 
 /// See the module documentation.
@@ -164,6 +168,7 @@ impl Store {
             ids: vec![FastSet::default(); TOPOLOGY_COUNT],
             sampled: FastSet::default(),
             reports: 0,
+            shortcut_until: GoTime::ZERO,
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -203,6 +208,20 @@ impl Store {
         let Some(probe) = self.probe_mut(slot) else {
             return;
         };
+        // Entries newer than the report, kept from the shortcuts it may predate.
+        let mut guard = None;
+        if kind == ReportKind::Shortcut {
+            let newest = nodes
+                .iter()
+                .flat_map(BTreeMap::values)
+                .flat_map(|n| n.latest.values().map(|e| e.timestamp))
+                .max();
+            if let Some(t) = newest {
+                probe.shortcut_until = probe.shortcut_until.max(t);
+            }
+        } else if !report.ts.is_zero() && report.ts < probe.shortcut_until {
+            guard = Some(report.ts);
+        }
         match kind {
             ReportKind::Full => probe.meta = report,
             ReportKind::Delta => probe.meta.apply_update_meta(&report),
@@ -242,8 +261,11 @@ impl Store {
                     let mut how = How::Other;
                     let mut new = match (kind, old) {
                         (ReportKind::Full, Some(o)) => {
-                            how = compare(&o, &node);
                             let mut n = node;
+                            if let Some(ts) = guard {
+                                keep_newer_latest(&mut n, &o, ts);
+                            }
+                            how = compare(&o, &n);
                             keep_history(&mut n, o.metrics);
                             n
                         }
@@ -251,7 +273,11 @@ impl Store {
                             if only_metrics(&node) {
                                 how = How::Measured;
                             }
+                            let before = guard.map(|_| o.clone());
                             apply_delta_node(&mut o, &node, true);
+                            if let (Some(ts), Some(before)) = (guard, before) {
+                                keep_newer_latest(&mut o, &before, ts);
+                            }
                             o
                         }
                         (ReportKind::Shortcut, Some(mut o)) => {
@@ -579,6 +605,25 @@ enum How {
 }
 
 /// How `new` (a full report's node) differs from `old`, metric history aside.
+/// Puts back the `latest` entries of `old` stamped after `ts` where `new` has none or
+/// an older one: a report stamped `ts` was gathered before them, so it cannot undo
+/// them. This is how a shortcut report (a control's result) outlives a report the
+/// probe gathered before the control but published after it.
+fn keep_newer_latest(new: &mut Node, old: &Node, ts: GoTime) {
+    for (key, entry) in old.latest.iter() {
+        if entry.timestamp <= ts {
+            continue;
+        }
+        if new
+            .latest
+            .get(key)
+            .is_none_or(|e| e.timestamp < entry.timestamp)
+        {
+            new.latest.insert(key.clone(), entry.clone());
+        }
+    }
+}
+
 fn compare(old: &Node, new: &Node) -> How {
     if !same_but_measures(old, new) {
         How::Other
@@ -815,5 +860,62 @@ mod tests {
                 previous = check(&mut store, &reference, &previous, &label);
             }
         }
+    }
+
+    #[test]
+    fn a_report_gathered_before_a_shortcut_does_not_undo_it() {
+        let t = |s: i64| GoTime::from_unix(1_800_000_000 + s, 0).expect("in range");
+        let host = |ts: i64, state: &str, controls: &str| {
+            let mut r = Report::empty();
+            r.ts = t(ts);
+            let mut n = Node {
+                topology: Str::new("host"),
+                ..Default::default()
+            };
+            n.set_latest("state", t(ts), state);
+            n.set_latest(rescope_report::node::ACTIVE_CONTROLS, t(ts), controls);
+            r[TopologyKind::Host].nodes.insert(Str::new("h;<host>"), n);
+            r
+        };
+        let seen = |store: &mut Store| {
+            store.take_changes();
+            let n = &store.report()[TopologyKind::Host].nodes["h;<host>"];
+            let v = |k: &str| n.latest_value(k).map(|v| v.to_string()).unwrap_or_default();
+            (v("state"), v(rescope_report::node::ACTIVE_CONTROLS))
+        };
+        let mut store = Store::new(Duration::from_secs(15));
+        store.apply("p", ReportKind::Full, host(1, "off", "x~on"));
+        assert_eq!(seen(&mut store), ("off".into(), "x~on".into()));
+        let mut shortcut = host(3, "on", "x~off");
+        shortcut.shortcut = true;
+        store.apply("p", ReportKind::Shortcut, shortcut);
+        assert_eq!(seen(&mut store), ("on".into(), "x~off".into()));
+        // Gathered at 2, before the control, and published after its shortcut.
+        store.apply("p", ReportKind::Full, host(2, "off", "x~on"));
+        assert_eq!(seen(&mut store), ("on".into(), "x~off".into()));
+        let mut delta = Report::empty();
+        delta.ts = t(2);
+        let mut n = Node::default();
+        n.set_latest(rescope_report::node::ACTIVE_CONTROLS, t(2), "x~on");
+        delta[TopologyKind::Host]
+            .nodes
+            .insert(Str::new("h;<host>"), n);
+        store.apply("p", ReportKind::Delta, delta);
+        assert_eq!(seen(&mut store), ("on".into(), "x~off".into()));
+        // Gathered after the control: its word goes, whatever it is.
+        store.apply("p", ReportKind::Full, host(4, "off", "x~on"));
+        assert_eq!(seen(&mut store), ("off".into(), "x~on".into()));
+        // Another probe's shortcut guards nothing of this probe.
+        let mut other = host(9, "on", "y~off");
+        other.shortcut = true;
+        store.apply("q", ReportKind::Shortcut, other);
+        store.apply("p", ReportKind::Full, host(5, "off", "x~on"));
+        store.take_changes();
+        assert_eq!(
+            store.probes[store.slots["p"] as usize]
+                .as_ref()
+                .map(|p| p.shortcut_until),
+            Some(t(3))
+        );
     }
 }

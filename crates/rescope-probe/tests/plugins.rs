@@ -506,7 +506,7 @@ async fn switch(socket: &Path, delay: Duration) -> tokio::task::JoinHandle<()> {
     let listener = tokio::net::UnixListener::bind(socket).expect("bind");
     let flips = Arc::new(Mutex::new(0u32));
     let report = |flips: u32| {
-        let (state, offered) = if flips % 2 == 0 {
+        let (state, offered) = if flips.is_multiple_of(2) {
             ("off", "turnOn")
         } else {
             ("on", "turnOff")
