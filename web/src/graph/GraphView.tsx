@@ -11,6 +11,7 @@ import type { NodeSummary } from "../types";
 import { transformWhileMoving } from "./gesture";
 import { lazyLayerClears, pickingAtRestOnly, skipPickingWhileMoving } from "./layers";
 import { NODE_GAP, layeredLayout, placeNear, spiralLayout, type Point } from "./layout";
+import { cutLabel } from "./label";
 import ShapeDotProgram from "./shapeProgram";
 import { withoutDefaults } from "./unusedProgram";
 import { heatColor, pseudoColor, rankColor, shapeCode } from "./style";
@@ -75,28 +76,16 @@ function labelRoom(): number {
  */
 const fitted = new Map<string, string>();
 
-/** The text cut with an ellipsis to fit `px` pixels in the context's current font. */
+/** The text cut to fit `px` pixels in the context's current font (`cutLabel`). */
 function fit(ctx: CanvasRenderingContext2D, text: string, px: number): string {
   const key = `${ctx.font}\u0000${px}\u0000${text}`;
   let out = fitted.get(key);
   if (out === undefined) {
     if (fitted.size > 20_000) fitted.clear();
-    out = cut(ctx, text, px);
+    out = cutLabel((t) => ctx.measureText(t).width, text, px);
     fitted.set(key, out);
   }
   return out;
-}
-
-function cut(ctx: CanvasRenderingContext2D, text: string, px: number): string {
-  if (ctx.measureText(text).width <= px) return text;
-  let lo = 0;
-  let hi = text.length;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (ctx.measureText(`${text.slice(0, mid)}…`).width <= px) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo > 0 ? `${text.slice(0, lo)}…` : "";
 }
 
 function drawLabel(ctx: CanvasRenderingContext2D, data: LabelData, settings: { labelSize: number; labelFont: string }) {
