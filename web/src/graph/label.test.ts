@@ -19,6 +19,12 @@ describe("cutLabel", () => {
     expect(cutLabel(measure, "/usr/lib/chromium/chromium", 6)).toBe("chrom…");
   });
 
+  it("drops the directories of a command line's program", () => {
+    const cmd = "/usr/lib/chromium/chromium --type=renderer";
+    expect(cutLabel(measure, cmd, 30)).toBe("…/chromium --type=renderer");
+    expect(cutLabel(measure, cmd, 20)).toBe("chromium --type=ren…");
+  });
+
   it("cuts other labels at their end", () => {
     expect(cutLabel(measure, "python3 /opt/app/server.py", 8)).toBe("python3…");
     expect(cutLabel(measure, "[kworker/R-rcu_gp]", 9)).toBe("[kworker…");

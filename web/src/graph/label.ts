@@ -8,12 +8,15 @@
 export type Measure = (text: string) => number;
 
 /**
- * Where the last segment of a path-like label starts (its slash), or -1. A path has no
- * spaces; kernel threads (`[kworker/0:1]`) are not paths.
+ * Where the last segment of the path a label starts with begins (its slash), or -1.
+ * The path is the label's first word (a command line's program); kernel threads
+ * (`[kworker/0:1]`) are not paths.
  */
 function lastSegmentStart(text: string): number {
-  if (text.includes(" ") || text.startsWith("[")) return -1;
-  return text.lastIndexOf("/", text.length - 2);
+  if (text.startsWith("[")) return -1;
+  const space = text.indexOf(" ");
+  const word = space < 0 ? text : text.slice(0, space);
+  return word.lastIndexOf("/", word.length - 2);
 }
 
 /** `text` cut with an ellipsis at its end to fit `px`, or "" if not even one character fits. */
@@ -30,8 +33,9 @@ function cutEnd(measure: Measure, text: string, px: number): string {
 }
 
 /**
- * The label as it fits in `px`: whole if it fits; a path as `…/last` (or its last
- * segment cut at the end when even that is too wide); anything else cut at its end.
+ * The label as it fits in `px`: whole if it fits; one that starts with a path as
+ * `…/last and the rest` (or without the `…/`, cut at the end, when even that is too
+ * wide); anything else cut at its end.
  */
 export function cutLabel(measure: Measure, text: string, px: number): string {
   if (measure(text) <= px) return text;
