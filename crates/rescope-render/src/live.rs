@@ -1344,6 +1344,8 @@ struct EndpointIndex {
     present: IxVec<bool>,
     edges: EndpointEdges,
     unusual: IxVec<bool>,
+    /// How many are unusual (mostly none: then nothing needs looking up).
+    unusual_count: usize,
     /// End points without a host (remote ends, which DNS names and local networks
     /// route), by address.
     hostless: FastMap<Str, FastSet<NodeIx>>,
@@ -1358,6 +1360,7 @@ impl EndpointIndex {
         self.present.clear();
         self.edges.clear();
         self.unusual.clear();
+        self.unusual_count = 0;
         self.hostless.clear();
         self.orphans.clear();
     }
@@ -1387,6 +1390,11 @@ impl EndpointIndex {
         let unusual =
             e.is_some_and(|e| e.topology != TopologyKind::Endpoint.name() || e.id != *eid);
         let was = self.unusual.replace(x, unusual);
+        match (was, unusual) {
+            (false, true) => self.unusual_count += 1,
+            (true, false) => self.unusual_count -= 1,
+            _ => {}
+        }
         self.present.replace(x, e.is_some());
         if e.is_none() {
             self.orphans.push(x);
@@ -1406,7 +1414,7 @@ impl EndpointIndex {
 
     /// Whether end point `eid` is unusual.
     fn is_unusual(&self, eid: &str) -> bool {
-        self.ids.get(eid).is_some_and(|x| *self.unusual.get(x))
+        self.unusual_count > 0 && self.ids.get(eid).is_some_and(|x| *self.unusual.get(x))
     }
 
     /// Frees the indexes nothing uses any more: not an end point of the report, with
@@ -1419,7 +1427,6 @@ impl EndpointIndex {
                 && self.edges.pointing_at(x).is_empty()
                 && !routed(x)
             {
-                *self.unusual.get_mut(x) = false;
                 self.ids.free(x);
             }
         }
@@ -2352,6 +2359,12 @@ impl LiveViews {
     /// How long each step of the last update took (for benchmarks).
     pub fn timings(&self) -> &[(&'static str, std::time::Duration)] {
         &self.timings
+    }
+
+    /// How many end point IDs the end point steps hold an index for, and one past the
+    /// highest index (for tests: indexes of end points gone are reused).
+    pub fn endpoint_indexes(&self) -> (usize, usize) {
+        (self.endpoints.ids.len(), self.endpoints.ids.bound())
     }
 
     /// The time rendered values are stamped with.

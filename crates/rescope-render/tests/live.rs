@@ -371,6 +371,56 @@ fn random_fleet_histories_render_like_full_renders() {
 }
 
 #[test]
+fn end_point_indexes_of_hosts_gone_are_reused_without_mixing_nodes_up() {
+    // Hosts take turns leaving while others join with end points of their own: the
+    // indexes of the end points gone go to the new ones, and every view stays what a
+    // full render gives.
+    let now = GoTime::now();
+    let mut sims: Vec<HostSimulator> = (0..6)
+        .map(|i| HostSimulator::new(HostShape::small_member(i), fleet_seed(11, i), now))
+        .collect();
+    let mut states: BTreeMap<usize, Report> = BTreeMap::new();
+    let mut live = LiveViews::new(now);
+    let mut report = Report::empty();
+    live.update(&report, &ReportChanges::new());
+    for h in 0..3 {
+        states.insert(h, sims[h].report());
+    }
+    let mut most = 0;
+    for round in 0..8 {
+        if round > 0 {
+            // Host `gone` leaves, `comes` joins (or comes back with new connections).
+            let gone = *states.keys().nth(round % states.len()).expect("a host");
+            states.remove(&gone);
+            let comes = (0..6)
+                .find(|h| !states.contains_key(h) && *h != gone)
+                .expect("a host away");
+            states.insert(comes, sims[comes].report());
+        }
+        let next = merged(&states);
+        let rc = changes(&report, &next);
+        let label = format!("round {round}");
+        update(&mut live, &next, &rc, &label);
+        check(&live, &next, &label);
+        // Exactly the end points and their edges' targets hold an index: those of
+        // the end points gone were freed.
+        let endpoints = &next[TopologyKind::Endpoint].nodes;
+        let mut named: std::collections::BTreeSet<&Str> = endpoints.keys().collect();
+        named.extend(endpoints.values().flat_map(|e| e.adjacency.iter()));
+        let (indexed, bound) = live.endpoint_indexes();
+        assert_eq!(indexed, named.len(), "{label}: end points indexed");
+        most = most.max(indexed);
+        // Freed indexes are handed out again: the table does not grow by a host's
+        // end points each round.
+        assert!(
+            bound <= most + most / 2,
+            "{label}: {bound} indexes handed out for at most {most} at once"
+        );
+        report = next;
+    }
+}
+
+#[test]
 fn real_scope_reports_render_like_full_renders() {
     let fixture = |rel: &str| -> Report {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
