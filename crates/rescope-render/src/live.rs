@@ -18,6 +18,11 @@
 //! new metric samples on every process of a host rebuild that host's processes, but
 //! not the process-name groups that span the fleet.
 //!
+//! The end point steps, which see the most changes (a busy fleet opens and closes
+//! connections all the time), key their indexes by end point number ([`NodeIx`],
+//! given once per end point ID by [`EndpointIndex`] and freed when the end point is gone
+//! for good) rather than by ID; the ID is looked up only to build an output node.
+//!
 //! Rendered values that carry a time (`count_*` counters, `is_connected`) are stamped
 //! with the time given to [`LiveViews::new`], not the time of each update, so that an
 //! unchanged output stays equal from one update to the next.
