@@ -220,7 +220,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let name = format!("ep;{}", x % 300);
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 if let Some(ix) = live.remove(&name) {
                     ids.free(ix);
                 }

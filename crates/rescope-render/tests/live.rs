@@ -376,20 +376,20 @@ fn end_point_indexes_of_hosts_gone_are_reused_without_mixing_nodes_up() {
     // indexes of the end points gone go to the new ones, and every view stays what a
     // full render gives.
     let now = GoTime::now();
-    let mut sims: Vec<HostSimulator> = (0..6)
+    let sims: Vec<HostSimulator> = (0..6)
         .map(|i| HostSimulator::new(HostShape::small_member(i), fleet_seed(11, i), now))
         .collect();
     let mut states: BTreeMap<usize, Report> = BTreeMap::new();
     let mut live = LiveViews::new(now);
     let mut report = Report::empty();
     live.update(&report, &ReportChanges::new());
-    for h in 0..3 {
-        states.insert(h, sims[h].report());
+    for (h, sim) in sims.iter().enumerate().take(3) {
+        states.insert(h, sim.report());
     }
     let mut most = 0;
     for round in 0..8 {
         if round > 0 {
-            // Host `gone` leaves, `comes` joins (or comes back with new connections).
+            // Host `gone` leaves, `comes` joins (or comes back).
             let gone = *states.keys().nth(round % states.len()).expect("a host");
             states.remove(&gone);
             let comes = (0..6)
