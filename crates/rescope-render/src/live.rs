@@ -1259,9 +1259,9 @@ struct EndpointChanges<'a> {
     /// End points whose edges or unusualness changed: their edge targets and
     /// unusualness before.
     previous: FastMap<NodeIx, (Vec<NodeIx>, bool)>,
-    /// End points to route again although they did not change: those pointing at a
-    /// changed end point (routes may depend on its `copy_of`), and remote ends whose
-    /// DNS record or local networks changed.
+    /// End points to route again although they did not change: those pointing at an
+    /// end point whose `copy_of` changed (routes to processes depend on it), and
+    /// remote ends whose DNS record or local networks changed.
     recheck: FastSet<NodeIx>,
 }
 
@@ -1354,6 +1354,8 @@ struct EndpointIndex {
     /// End points without a host (remote ends, which DNS names and local networks
     /// route), by address.
     hostless: FastMap<Str, FastSet<NodeIx>>,
+    /// The end points that are NAT copies: what they are a copy of (`copy_of`).
+    copies: FastMap<NodeIx, Str>,
     /// Indexes that may have lost their last use in this update (end points gone,
     /// targets no edge leads to any more): freed after it if nothing uses them.
     orphans: Vec<NodeIx>,
@@ -1367,13 +1369,18 @@ impl EndpointIndex {
         self.unusual.clear();
         self.unusual_count = 0;
         self.hostless.clear();
+        self.copies.clear();
         self.orphans.clear();
     }
 
-    /// Takes note of end point `eid` as it is now; its index, and its edge targets and
-    /// unusualness before, if either changed.
-    fn set(&mut self, eid: &Str, e: Option<&Node>) -> (NodeIx, Option<(Vec<NodeIx>, bool)>) {
+    /// Takes note of end point `eid` as it is now: its index, its edge targets and
+    /// unusualness before if either changed, and whether what it is a copy of changed.
+    fn set(&mut self, eid: &Str, e: Option<&Node>) -> Noted {
         let x = self.ids.intern(eid);
+        let recopied = match e.and_then(|e| e.latest_value(COPY_OF)) {
+            Some(c) => self.copies.insert(x, c.clone()).as_ref() != Some(c),
+            None => self.copies.remove(&x).is_some(),
+        };
         if let Some(ep) = id::parse_endpoint_id(eid) {
             if e.is_some_and(|e| !e.latest.contains_key(HOST_NODE_ID)) {
                 match self.hostless.get_mut(ep.ip) {
@@ -1414,7 +1421,11 @@ impl EndpointIndex {
             None if was != unusual => Some((self.edges.of(x).to_vec(), was)),
             None => None,
         };
-        (x, previous)
+        Noted {
+            x,
+            previous,
+            recopied,
+        }
     }
 
     /// Whether end point `eid` is unusual.
@@ -1437,6 +1448,18 @@ impl EndpointIndex {
         }
     }
 }
+
+/// What [`EndpointIndex::set`] noted of an end point.
+struct Noted {
+    x: NodeIx,
+    /// Its edge targets and unusualness before, if either changed.
+    previous: Option<(Vec<NodeIx>, bool)>,
+    /// Whether what it is a NAT copy of changed.
+    recopied: bool,
+}
+
+/// The key that says which end point an end point is a NAT copy of.
+const COPY_OF: &str = "copy_of";
 
 /// What the end points mapped to one output add up to.
 #[derive(Debug, Default)]
@@ -2423,13 +2446,18 @@ impl LiveViews {
                     continue;
                 }
                 let e = endpoints.get(eid);
-                let (x, previous) = self.endpoints.set(eid, e);
-                if let Some(previous) = previous {
+                let noted = self.endpoints.set(eid, e);
+                let x = noted.x;
+                if let Some(previous) = noted.previous {
                     eps.previous.insert(x, previous);
                 }
                 eps.nodes.insert(x, e);
-                eps.recheck
-                    .extend(self.endpoints.edges.pointing_at(x).iter().copied());
+                // Only a route to a process looks at the end points an end point points
+                // at, and only at what they are copies of.
+                if noted.recopied {
+                    eps.recheck
+                        .extend(self.endpoints.edges.pointing_at(x).iter().copied());
+                }
             }
             // Remote ends are routed by DNS names and local networks.
             if hostless {

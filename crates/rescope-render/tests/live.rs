@@ -421,6 +421,56 @@ fn end_point_indexes_of_hosts_gone_are_reused_without_mixing_nodes_up() {
 }
 
 #[test]
+fn an_end_point_becoming_a_nat_copy_reroutes_the_end_points_pointing_at_it() {
+    // An end point with edges to two others goes to no process (it talks to two
+    // remotes); once one of them is a NAT copy of the other it talks to one, and goes
+    // to its process, although it did not change itself.
+    let now = GoTime::now();
+    let sim = HostSimulator::new(HostShape::small_member(0), fleet_seed(5, 0), now);
+    let mut next = sim.report();
+    let eps = &next[TopologyKind::Endpoint].nodes;
+    let with_pid: Vec<Str> = eps
+        .iter()
+        .filter(|(_, e)| e.latest_value("pid").is_some())
+        .map(|(id, _)| id.clone())
+        .take(3)
+        .collect();
+    let [r, t1, t2] = <[Str; 3]>::try_from(with_pid).expect("three local end points");
+    if let Some(e) = next[TopologyKind::Endpoint].nodes.get_mut(&r) {
+        e.adjacency = [t1.clone(), t2.clone()].into_iter().collect();
+    }
+    let mut live = LiveViews::new(now);
+    let mut report = Report::empty();
+    live.update(&report, &ReportChanges::new());
+    let mut step = |next: Report, label: &str| {
+        let next = rescope_render::prepare(&next);
+        let rc = changes(&report, &next);
+        update(&mut live, &next, &rc, label);
+        check(&live, &next, label);
+        report = next;
+    };
+    step(next.clone(), "two remotes");
+    let copy = |mut rep: Report, of: Option<&Str>| {
+        if let Some(e) = rep[TopologyKind::Endpoint].nodes.get_mut(&t2) {
+            match of {
+                Some(o) => e.set_latest("copy_of", now, o.clone()),
+                None => {
+                    e.latest.remove("copy_of");
+                }
+            }
+        }
+        rep
+    };
+    step(copy(next.clone(), Some(&t1)), "a copy of the other");
+    step(copy(next.clone(), None), "a copy no more");
+    step(copy(next.clone(), Some(&t1)), "a copy again");
+    let mut gone = next.clone();
+    gone[TopologyKind::Endpoint].nodes.remove(&t2);
+    step(gone, "the copy gone");
+    step(next, "back");
+}
+
+#[test]
 fn real_scope_reports_render_like_full_renders() {
     let fixture = |rel: &str| -> Report {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
