@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod detail;
+pub mod ids;
 pub mod list;
 pub mod live;
 pub mod pipeline;

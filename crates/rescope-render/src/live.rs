@@ -18,6 +18,11 @@
 //! new metric samples on every process of a host rebuild that host's processes, but
 //! not the process-name groups that span the fleet.
 //!
+//! The end point steps, which see the most changes (a busy fleet opens and closes
+//! connections all the time), key their indexes by end point number ([`NodeIx`],
+//! given once per end point ID by [`EndpointIndex`] and freed when the end point is gone
+//! for good) rather than by ID; the ID is looked up only to build an output node.
+//!
 //! Rendered values that carry a time (`count_*` counters, `is_connected`) are stamped
 //! with the time given to [`LiveViews::new`], not the time of each update, so that an
 //! unchanged output stays equal from one update to the next.
@@ -30,6 +35,7 @@ use std::sync::Arc;
 use rescope_report::node::HOST_NODE_ID;
 use rescope_report::{GoTime, Node, Report, Str, TopologyKind, id};
 
+use crate::ids::{IxVec, NodeIds, NodeIx};
 use crate::pipeline::{
     LocalNetworks, Mapper, Nodes, Rendered, add_child, pseudo_node, remote_pseudo_id,
 };
@@ -1248,19 +1254,15 @@ impl GroupStep {
 #[derive(Debug, Default)]
 struct EndpointChanges<'a> {
     all: bool,
-    /// End points added, removed or changed.
-    changed: FastSet<Str>,
     /// The changed and rechecked end points, looked up once for every step.
-    nodes: FastMap<Str, Option<&'a Node>>,
+    nodes: FastMap<NodeIx, Option<&'a Node>>,
     /// End points whose edges or unusualness changed: their edge targets and
     /// unusualness before.
-    previous: FastMap<Str, (Vec<Str>, bool)>,
-    /// Those whose edges changed.
-    edges: FastSet<Str>,
-    /// End points to route again although they did not change: those pointing at a
-    /// changed end point (routes may depend on its `copy_of`), and remote ends whose
-    /// DNS record or local networks changed.
-    recheck: FastSet<Str>,
+    previous: FastMap<NodeIx, (Vec<NodeIx>, bool)>,
+    /// End points to route again although they did not change: those pointing at an
+    /// end point whose `copy_of` changed (routes to processes depend on it), and
+    /// remote ends whose DNS record or local networks changed.
+    recheck: FastSet<NodeIx>,
 }
 
 /// Where an end point goes (see [`crate::pipeline::map_endpoints`]): a pseudo node for
@@ -1283,41 +1285,115 @@ fn endpoint_route(
     }
 }
 
-/// What the end point steps know about every end point: its edges, and whether it is
-/// unusual (a topology other than `endpoint`, or an ID other than its key: copied as
-/// more than a stub, so any change to it changes its output).
+/// Edges between end points, by index: the targets of each, and the end points
+/// pointing at each.
+#[derive(Debug, Default)]
+struct EndpointEdges {
+    out: IxVec<Vec<NodeIx>>,
+    into: IxVec<Vec<NodeIx>>,
+}
+
+impl EndpointEdges {
+    fn clear(&mut self) {
+        self.out.clear();
+        self.into.clear();
+    }
+
+    /// Sets the targets of `x`'s edges; what they were, if that changed. Targets no
+    /// edge leads to any more go to `orphans`.
+    fn replace(
+        &mut self,
+        x: NodeIx,
+        new: Vec<NodeIx>,
+        orphans: &mut Vec<NodeIx>,
+    ) -> Option<Vec<NodeIx>> {
+        if *self.out.get(x) == new {
+            return None;
+        }
+        let old = self.out.replace(x, new);
+        for t in &old {
+            let from = self.into.get_mut(*t);
+            if let Some(at) = from.iter().position(|s| *s == x) {
+                from.swap_remove(at);
+            }
+            if from.is_empty() {
+                *from = Vec::new();
+                orphans.push(*t);
+            }
+        }
+        for t in self.out.get(x) {
+            self.into.get_mut(*t).push(x);
+        }
+        Some(old)
+    }
+
+    /// The targets of `x`'s edges.
+    fn of(&self, x: NodeIx) -> &[NodeIx] {
+        self.out.get(x)
+    }
+
+    /// The end points with an edge to `t`.
+    fn pointing_at(&self, t: NodeIx) -> &[NodeIx] {
+        self.into.get(t)
+    }
+}
+
+/// What the end point steps know about every end point: its index, its edges, and
+/// whether it is unusual (a topology other than `endpoint`, or an ID other than its
+/// key: copied as more than a stub, so any change to it changes its output).
 #[derive(Debug, Default)]
 struct EndpointIndex {
-    edges: Edges,
-    unusual: FastSet<Str>,
+    /// Indexes of the end points and of their edges' targets.
+    ids: NodeIds,
+    /// Whether each index is an end point of the report (and not only a target).
+    present: IxVec<bool>,
+    edges: EndpointEdges,
+    unusual: IxVec<bool>,
+    /// How many are unusual (mostly none: then nothing needs looking up).
+    unusual_count: usize,
     /// End points without a host (remote ends, which DNS names and local networks
     /// route), by address.
-    hostless: FastMap<Str, FastSet<Str>>,
+    hostless: FastMap<Str, FastSet<NodeIx>>,
+    /// The end points that are NAT copies: what they are a copy of (`copy_of`).
+    copies: FastMap<NodeIx, Str>,
+    /// Indexes that may have lost their last use in this update (end points gone,
+    /// targets no edge leads to any more): freed after it if nothing uses them.
+    orphans: Vec<NodeIx>,
 }
 
 impl EndpointIndex {
     fn clear(&mut self) {
+        self.ids.clear();
+        self.present.clear();
         self.edges.clear();
         self.unusual.clear();
+        self.unusual_count = 0;
         self.hostless.clear();
+        self.copies.clear();
+        self.orphans.clear();
     }
 
-    /// Takes note of end point `eid` as it is now; its edge targets and unusualness
-    /// before, if either changed.
-    fn set(&mut self, eid: &Str, e: Option<&Node>) -> Option<(Vec<Str>, bool)> {
+    /// Takes note of end point `eid` as it is now: its index, its edge targets and
+    /// unusualness before if either changed, and whether what it is a copy of changed.
+    fn set(&mut self, eid: &Str, e: Option<&Node>) -> Noted {
+        let x = self.ids.intern(eid);
+        let recopied = match e.and_then(|e| e.latest_value(COPY_OF)) {
+            Some(c) => self.copies.insert(x, c.clone()).as_ref() != Some(c),
+            None => self.copies.remove(&x).is_some(),
+        };
         if let Some(ep) = id::parse_endpoint_id(eid) {
             if e.is_some_and(|e| !e.latest.contains_key(HOST_NODE_ID)) {
                 match self.hostless.get_mut(ep.ip) {
                     Some(set) => {
-                        set.insert(eid.clone());
+                        set.insert(x);
                     }
                     None => {
                         let set = self.hostless.entry(Str::new(ep.ip)).or_default();
-                        set.insert(eid.clone());
+                        set.insert(x);
                     }
                 }
             } else if let Some(set) = self.hostless.get_mut(ep.ip) {
-                set.remove(eid);
+                set.remove(&x);
                 if set.is_empty() {
                     self.hostless.remove(ep.ip);
                 }
@@ -1325,19 +1401,65 @@ impl EndpointIndex {
         }
         let unusual =
             e.is_some_and(|e| e.topology != TopologyKind::Endpoint.name() || e.id != *eid);
-        let was = if unusual {
-            !self.unusual.insert(eid.clone())
-        } else {
-            self.unusual.remove(eid)
+        let was = self.unusual.replace(x, unusual);
+        match (was, unusual) {
+            (false, true) => self.unusual_count += 1,
+            (true, false) => self.unusual_count -= 1,
+            _ => {}
+        }
+        self.present.replace(x, e.is_some());
+        if e.is_none() {
+            self.orphans.push(x);
+        }
+        let new: Vec<NodeIx> = match e {
+            Some(e) => e.adjacency.iter().map(|t| self.ids.intern(t)).collect(),
+            None => Vec::new(),
         };
-        match self.edges.replace(eid, targets(e)) {
+        let previous = match self.edges.replace(x, new, &mut self.orphans) {
             Some(old) => Some((old, was)),
             // The edges stayed as they were.
-            None if was != unusual => Some((self.edges.of(eid).to_vec(), was)),
+            None if was != unusual => Some((self.edges.of(x).to_vec(), was)),
             None => None,
+        };
+        Noted {
+            x,
+            previous,
+            recopied,
+        }
+    }
+
+    /// Whether end point `eid` is unusual.
+    fn is_unusual(&self, eid: &str) -> bool {
+        self.unusual_count > 0 && self.ids.get(eid).is_some_and(|x| *self.unusual.get(x))
+    }
+
+    /// Frees the indexes nothing uses any more: not an end point of the report, with
+    /// no edges from or to it, and not routed by any step (`routed`). Called after
+    /// every step has taken in the update, so none holds them.
+    fn release(&mut self, routed: impl Fn(NodeIx) -> bool) {
+        for x in std::mem::take(&mut self.orphans) {
+            if !*self.present.get(x)
+                && self.edges.of(x).is_empty()
+                && self.edges.pointing_at(x).is_empty()
+                && !routed(x)
+            {
+                self.ids.free(x);
+            }
         }
     }
 }
+
+/// What [`EndpointIndex::set`] noted of an end point.
+struct Noted {
+    x: NodeIx,
+    /// Its edge targets and unusualness before, if either changed.
+    previous: Option<(Vec<NodeIx>, bool)>,
+    /// Whether what it is a NAT copy of changed.
+    recopied: bool,
+}
+
+/// The key that says which end point an end point is a NAT copy of.
+const COPY_OF: &str = "copy_of";
 
 /// What the end points mapped to one output add up to.
 #[derive(Debug, Default)]
@@ -1353,7 +1475,7 @@ struct Members {
 struct Touch {
     /// Its own node (from the report) changed.
     base: bool,
-    children: FastSet<Str>,
+    children: FastSet<NodeIx>,
     edges: FastSet<Str>,
 }
 
@@ -1365,7 +1487,10 @@ struct Touch {
 #[derive(Debug)]
 struct EndpointStep {
     kind: TopologyKind,
-    routing: Routing,
+    /// The output each end point goes to, by its index ([`EndpointIndex`]).
+    route: IxVec<Option<Str>>,
+    /// The end points that go to each output.
+    members: FastMap<Str, FastSet<NodeIx>>,
     outputs: FastMap<Str, Members>,
     /// Outputs last built the general way.
     general: FastSet<Str>,
@@ -1383,7 +1508,8 @@ impl EndpointStep {
     fn new(kind: TopologyKind, colored: bool) -> Self {
         EndpointStep {
             kind,
-            routing: Routing::default(),
+            route: IxVec::default(),
+            members: FastMap::default(),
             outputs: FastMap::default(),
             general: FastSet::default(),
             out: Out::default(),
@@ -1393,7 +1519,8 @@ impl EndpointStep {
 
     /// Drops every output (the processes view is empty without process nodes).
     fn clear(&mut self) -> Changes {
-        self.routing.clear();
+        self.route.clear();
+        self.members.clear();
         self.outputs.clear();
         self.general.clear();
         if let Some(c) = self.coloring.as_mut() {
@@ -1406,21 +1533,54 @@ impl EndpointStep {
         }
     }
 
-    /// Adds or removes what end point `eid` brings to output `y`.
+    /// Whether end point `x` goes to an output.
+    fn routes(&self, x: NodeIx) -> bool {
+        self.route.get(x).is_some()
+    }
+
+    /// Sends end point `x` to output `new` (to none when `None`); where it went
+    /// before, if that changed.
+    fn reroute(&mut self, x: NodeIx, new: Option<Str>) -> Option<Option<Str>> {
+        if *self.route.get(x) == new {
+            return None;
+        }
+        let old = self.route.replace(x, new);
+        if let Some(y) = &old
+            && let Some(m) = self.members.get_mut(y)
+        {
+            m.remove(&x);
+            if m.is_empty() {
+                self.members.remove(y);
+            }
+        }
+        if let Some(y) = self.route.get(x) {
+            match self.members.get_mut(y) {
+                Some(m) => {
+                    m.insert(x);
+                }
+                None => {
+                    self.members.entry(y.clone()).or_default().insert(x);
+                }
+            }
+        }
+        Some(old)
+    }
+
+    /// Adds or removes what end point `x` brings to output `y`.
     #[allow(clippy::too_many_arguments)]
     fn account(
         outputs: &mut FastMap<Str, Members>,
-        routing: &Routing,
+        route: &IxVec<Option<Str>>,
         touched: &mut FastMap<Str, Touch>,
         y: &Str,
-        eid: &Str,
-        targets: &[Str],
+        x: NodeIx,
+        targets: &[NodeIx],
         unusual: bool,
         add: bool,
     ) {
         let m = outputs.entry(y.clone()).or_default();
         let t = touched.entry(y.clone()).or_default();
-        t.children.insert(eid.clone());
+        t.children.insert(x);
         if unusual {
             if add {
                 m.unusual += 1;
@@ -1429,19 +1589,18 @@ impl EndpointStep {
             }
         }
         for z in targets {
-            for w in routing.of(z) {
+            let Some(w) = route.get(*z) else { continue };
+            if add {
                 let e = m.edges.entry(w.clone()).or_insert(0);
-                if add {
-                    *e += 1;
-                    if *e == 1 {
-                        t.edges.insert(w.clone());
-                    }
-                } else {
-                    *e = e.saturating_sub(1);
-                    if *e == 0 {
-                        m.edges.remove(w);
-                        t.edges.insert(w.clone());
-                    }
+                *e += 1;
+                if *e == 1 {
+                    t.edges.insert(w.clone());
+                }
+            } else if let Some(e) = m.edges.get_mut(w) {
+                *e = e.saturating_sub(1);
+                if *e == 0 {
+                    m.edges.remove(w);
+                    t.edges.insert(w.clone());
                 }
             }
         }
@@ -1457,7 +1616,7 @@ impl EndpointStep {
         base: &Changes,
         measured: Option<&FastSet<Str>>,
         eps: &EndpointChanges<'_>,
-        extra: &FastSet<Str>,
+        extra: &FastSet<NodeIx>,
         index: &EndpointIndex,
         all: bool,
     ) -> Changes {
@@ -1467,45 +1626,44 @@ impl EndpointStep {
         let route = |eid: &Str, e: &Node| endpoint_route(report, local, target, eid, e);
         let mut touched: FastMap<Str, Touch> = FastMap::default();
         // The end points to account again: with their new routes.
-        let mut moved: Vec<(Str, Vec<Str>)> = Vec::new();
+        let mut moved: Vec<(NodeIx, Option<Str>)> = Vec::new();
         if all {
-            self.routing.clear();
+            self.route.clear();
+            self.members.clear();
             self.outputs.clear();
             for y in self.out.nodes.keys().chain(bases.keys()) {
                 touched.entry(y.clone()).or_default().base = true;
             }
             for (eid, e) in endpoints {
-                let new: Vec<Str> = route(eid, e).map(|(t, _)| t).into_iter().collect();
-                moved.push((eid.clone(), new));
+                let Some(x) = index.ids.get(eid) else {
+                    continue;
+                };
+                moved.push((x, route(eid, e).map(|(t, _)| t)));
             }
         } else {
             let more = extra
                 .iter()
-                .filter(|eid| !eps.nodes.contains_key(*eid))
-                .map(|eid| (eid, endpoints.get(eid)));
-            for (eid, e) in eps.nodes.iter().map(|(eid, e)| (eid, *e)).chain(more) {
-                let new: Vec<Str> = e
-                    .and_then(|e| route(eid, e))
-                    .map(|(t, _)| t)
-                    .into_iter()
-                    .collect();
-                if self.routing.of(eid) != new.as_slice() || eps.previous.contains_key(eid) {
-                    moved.push((eid.clone(), new));
+                .filter(|x| !eps.nodes.contains_key(*x))
+                .map(|x| (*x, endpoints.get(index.ids.name(*x))));
+            for (x, e) in eps.nodes.iter().map(|(x, e)| (*x, *e)).chain(more) {
+                let new = e.and_then(|e| route(index.ids.name(x), e)).map(|(t, _)| t);
+                if *self.route.get(x) != new || eps.previous.contains_key(&x) {
+                    moved.push((x, new));
                 }
             }
             // Take out what they brought, as they were: old routes, old edges.
-            for (eid, _) in &moved {
-                let (targets, unusual) = match eps.previous.get(eid) {
+            for (x, _) in &moved {
+                let (targets, unusual) = match eps.previous.get(x) {
                     Some((t, u)) => (t.as_slice(), *u),
-                    None => (index.edges.of(eid), index.unusual.contains(eid)),
+                    None => (index.edges.of(*x), *index.unusual.get(*x)),
                 };
-                for y in self.routing.of(eid) {
+                if let Some(y) = self.route.get(*x) {
                     Self::account(
                         &mut self.outputs,
-                        &self.routing,
+                        &self.route,
                         &mut touched,
                         y,
-                        eid,
+                        *x,
                         targets,
                         unusual,
                         false,
@@ -1514,56 +1672,55 @@ impl EndpointStep {
             }
         }
         // Route them anew; end points with edges to moved ones see their edges move.
-        let mut rerouted: Vec<(Str, Vec<Str>)> = Vec::new();
-        let mut ignored = FastSet::default();
-        for (eid, new) in &moved {
-            let old = self.routing.of(eid).to_vec();
-            if self.routing.route(eid, new.clone(), &mut ignored) {
-                rerouted.push((eid.clone(), old));
+        let mut rerouted: Vec<(NodeIx, Option<Str>)> = Vec::new();
+        for (x, new) in &moved {
+            if let Some(old) = self.reroute(*x, new.clone()) {
+                rerouted.push((*x, old));
             }
         }
         if !all {
-            let accounted: FastSet<&Str> = moved.iter().map(|(e, _)| e).collect();
+            let accounted: FastSet<NodeIx> = moved.iter().map(|(x, _)| *x).collect();
             for (z, old) in &rerouted {
-                let new = self.routing.of(z).to_vec();
-                for r in index.edges.pointing_at(z) {
+                let new = self.route.get(*z);
+                for r in index.edges.pointing_at(*z) {
                     if accounted.contains(r) {
                         continue;
                     }
-                    for y in self.routing.of(r) {
-                        let m = self.outputs.entry(y.clone()).or_default();
-                        let t = touched.entry(y.clone()).or_default();
-                        for w in old {
-                            if let Some(e) = m.edges.get_mut(w) {
-                                *e -= 1;
-                                if *e == 0 {
-                                    m.edges.remove(w);
-                                    t.edges.insert(w.clone());
-                                }
-                            }
+                    let Some(y) = self.route.get(*r) else {
+                        continue;
+                    };
+                    let m = self.outputs.entry(y.clone()).or_default();
+                    let t = touched.entry(y.clone()).or_default();
+                    if let Some(w) = old
+                        && let Some(e) = m.edges.get_mut(w)
+                    {
+                        *e -= 1;
+                        if *e == 0 {
+                            m.edges.remove(w);
+                            t.edges.insert(w.clone());
                         }
-                        for w in &new {
-                            let e = m.edges.entry(w.clone()).or_insert(0);
-                            *e += 1;
-                            if *e == 1 {
-                                t.edges.insert(w.clone());
-                            }
+                    }
+                    if let Some(w) = new {
+                        let e = m.edges.entry(w.clone()).or_insert(0);
+                        *e += 1;
+                        if *e == 1 {
+                            t.edges.insert(w.clone());
                         }
                     }
                 }
             }
         }
         // Add what they bring now.
-        for (eid, new) in &moved {
-            for y in new {
+        for (x, new) in &moved {
+            if let Some(y) = new {
                 Self::account(
                     &mut self.outputs,
-                    &self.routing,
+                    &self.route,
                     &mut touched,
                     y,
-                    eid,
-                    index.edges.of(eid),
-                    index.unusual.contains(eid),
+                    *x,
+                    index.edges.of(*x),
+                    *index.unusual.get(*x),
                     true,
                 );
             }
@@ -1635,21 +1792,24 @@ impl EndpointStep {
     ) -> Option<Node> {
         let endpoints = &report[TopologyKind::Endpoint].nodes;
         let base_node = report[self.kind].nodes.get(y);
-        let Some(members) = self.routing.members(y) else {
+        let Some(members) = self.members.get(y) else {
             return base_node.cloned();
         };
+        // In the order the full render visits them.
+        let mut names: Vec<&Str> = members.iter().map(|x| index.ids.name(*x)).collect();
+        names.sort_unstable();
         let mut node = match base_node {
             Some(b) => b.clone(),
-            None => self.fresh(report, local, target, y, members)?,
+            None => self.fresh(report, local, target, y, names.first().copied())?,
         };
-        for eid in members {
+        for eid in names {
             if let Some(e) = endpoints.get(eid) {
                 add_child(&mut node, e, false, now);
             }
         }
-        for eid in members {
-            for z in index.edges.of(eid) {
-                for w in self.routing.of(z) {
+        for x in members {
+            for z in index.edges.of(*x) {
+                if let Some(w) = self.route.get(*z) {
                     node.adjacency.insert(w.clone());
                 }
             }
@@ -1658,16 +1818,17 @@ impl EndpointStep {
     }
 
     /// The node made for an output the report has no node for: a pseudo node if its
-    /// first end point is a remote end, else a node of this step's topology.
+    /// first end point (`first`, by ID) is a remote end, else a node of this step's
+    /// topology.
     fn fresh(
         &self,
         report: &Report,
         local: &LocalNetworks,
         target: &dyn Fn(&Str, &Node) -> Option<Str>,
         y: &Str,
-        members: &BTreeSet<Str>,
+        first: Option<&Str>,
     ) -> Option<Node> {
-        let first = members.iter().next()?;
+        let first = first?;
         let pseudo = report[TopologyKind::Endpoint]
             .nodes
             .get(first)
@@ -1712,7 +1873,7 @@ impl EndpointStep {
         let mut accounted: FastSet<Str> = FastSet::default();
         for (y, t) in &touched {
             let base_node = bases.get(y);
-            let members = self.routing.members(y);
+            let members = self.members.get(y);
             if members.is_none() {
                 self.outputs.remove(y);
             }
@@ -1739,8 +1900,9 @@ impl EndpointStep {
             // unchanged too, there is nothing to do.
             let m = self.outputs.get(y);
             let child_moves = |o: &Node| {
-                t.children.iter().any(|eid| {
-                    members.is_some_and(|m| m.contains(eid)) != o.children.contains_key(eid)
+                t.children.iter().any(|x| {
+                    members.is_some_and(|m| m.contains(x))
+                        != o.children.contains_key(index.ids.name(*x))
                 })
             };
             let edge_moves = |o: &Node| {
@@ -1759,10 +1921,13 @@ impl EndpointStep {
                     let mut n = match base_node {
                         Some(b) => b.clone(),
                         None => match members {
-                            Some(m) => match self.fresh(report, local, target, y, m) {
-                                Some(n) => n,
-                                None => continue,
-                            },
+                            Some(m) => {
+                                let first = m.iter().map(|x| index.ids.name(*x)).min();
+                                match self.fresh(report, local, target, y, first) {
+                                    Some(n) => n,
+                                    None => continue,
+                                }
+                            }
                             None => continue,
                         },
                     };
@@ -1775,8 +1940,9 @@ impl EndpointStep {
                 }
             };
             // Structural only if a child or an edge really came or went.
-            for eid in &t.children {
-                if members.is_some_and(|m| m.contains(eid)) {
+            for x in &t.children {
+                let eid = index.ids.name(*x);
+                if members.is_some_and(|m| m.contains(x)) {
                     if !node.children.contains_key(eid) {
                         node.children.insert(
                             eid.clone(),
@@ -2223,6 +2389,12 @@ impl LiveViews {
         &self.timings
     }
 
+    /// How many end point IDs the end point steps hold an index for, and one past the
+    /// highest index (for tests: indexes of end points gone are reused).
+    pub fn endpoint_indexes(&self) -> (usize, usize) {
+        (self.endpoints.ids.len(), self.endpoints.ids.bound())
+    }
+
     /// The time rendered values are stamped with.
     pub fn now(&self) -> GoTime {
         self.now
@@ -2270,37 +2442,39 @@ impl LiveViews {
             for eid in changed.into_iter().flatten() {
                 // A new time on the same values changes nothing an end point step uses,
                 // unless the end point is copied whole.
-                if stamped.is_some_and(|s| s.contains(eid)) && !self.endpoints.unusual.contains(eid)
-                {
+                if stamped.is_some_and(|s| s.contains(eid)) && !self.endpoints.is_unusual(eid) {
                     continue;
                 }
                 let e = endpoints.get(eid);
-                if let Some(previous) = self.endpoints.set(eid, e) {
-                    if previous.0.as_slice() != self.endpoints.edges.of(eid) {
-                        eps.edges.insert(eid.clone());
-                    }
-                    eps.previous.insert(eid.clone(), previous);
+                let noted = self.endpoints.set(eid, e);
+                let x = noted.x;
+                if let Some(previous) = noted.previous {
+                    eps.previous.insert(x, previous);
                 }
-                eps.changed.insert(eid.clone());
-                eps.nodes.insert(eid.clone(), e);
-                eps.recheck
-                    .extend(self.endpoints.edges.pointing_at(eid).cloned());
+                eps.nodes.insert(x, e);
+                // Only a route to a process looks at the end points an end point points
+                // at, and only at what they are copies of.
+                if noted.recopied {
+                    eps.recheck
+                        .extend(self.endpoints.edges.pointing_at(x).iter().copied());
+                }
             }
             // Remote ends are routed by DNS names and local networks.
             if hostless {
                 for set in self.endpoints.hostless.values() {
-                    eps.recheck.extend(set.iter().cloned());
+                    eps.recheck.extend(set.iter().copied());
                 }
             } else {
                 for ip in &rc.dns {
                     if let Some(set) = self.endpoints.hostless.get(ip) {
-                        eps.recheck.extend(set.iter().cloned());
+                        eps.recheck.extend(set.iter().copied());
                     }
                 }
             }
-            for eid in &eps.recheck {
-                if !eps.nodes.contains_key(eid) {
-                    eps.nodes.insert(eid.clone(), endpoints.get(eid));
+            let ids = &self.endpoints.ids;
+            for x in &eps.recheck {
+                if !eps.nodes.contains_key(x) {
+                    eps.nodes.insert(*x, endpoints.get(ids.name(*x)));
                 }
             }
         }
@@ -2345,7 +2519,7 @@ impl LiveViews {
             let mut laps = Laps::new(now_of);
             // End points whose container by address may have changed: those under an
             // address or port the index now maps differently.
-            let mut readdressed: FastSet<Str> = FastSet::default();
+            let mut readdressed: FastSet<NodeIx> = FastSet::default();
             if all || rc.touches(TopologyKind::Container) {
                 let index = container_ip_index(report);
                 if index != *index_now {
@@ -2365,10 +2539,10 @@ impl LiveViews {
                                 ))
                                 .take_while(|(eid, _)| eid.starts_with(k.as_str()))
                             {
-                                readdressed.insert(eid.clone());
+                                readdressed.extend(endpoint_index.ids.get(eid));
                             }
-                        } else if let Some((eid, _)) = endpoints.get_key_value(k.as_str()) {
-                            readdressed.insert(eid.clone());
+                        } else if endpoints.contains_key(k.as_str()) {
+                            readdressed.extend(endpoint_index.ids.get(k.as_str()));
                         }
                     }
                     *index_now = index;
@@ -2408,6 +2582,15 @@ impl LiveViews {
         let ((processes, processes_laps), (from_addresses, from_endpoints, endpoints_laps)) =
             both(processes_round, endpoints_round);
         self.has_processes = has_processes;
+        // Every step has taken in the end points' changes: free the indexes of those
+        // gone for good.
+        let routed = [
+            &self.processes,
+            &self.containers_from_addresses,
+            &self.hosts_from_endpoints,
+        ];
+        self.endpoints
+            .release(|x| routed.iter().any(|step| step.routes(x)));
         laps.list.extend(processes_laps);
         laps.list.extend(endpoints_laps);
         let p = &self.processes.out.nodes;

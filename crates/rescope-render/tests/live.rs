@@ -371,6 +371,106 @@ fn random_fleet_histories_render_like_full_renders() {
 }
 
 #[test]
+fn end_point_indexes_of_hosts_gone_are_reused_without_mixing_nodes_up() {
+    // Hosts take turns leaving while others join with end points of their own: the
+    // indexes of the end points gone go to the new ones, and every view stays what a
+    // full render gives.
+    let now = GoTime::now();
+    let sims: Vec<HostSimulator> = (0..6)
+        .map(|i| HostSimulator::new(HostShape::small_member(i), fleet_seed(11, i), now))
+        .collect();
+    let mut states: BTreeMap<usize, Report> = BTreeMap::new();
+    let mut live = LiveViews::new(now);
+    let mut report = Report::empty();
+    live.update(&report, &ReportChanges::new());
+    for (h, sim) in sims.iter().enumerate().take(3) {
+        states.insert(h, sim.report());
+    }
+    let mut most = 0;
+    for round in 0..8 {
+        if round > 0 {
+            // Host `gone` leaves, `comes` joins (or comes back).
+            let gone = *states.keys().nth(round % states.len()).expect("a host");
+            states.remove(&gone);
+            let comes = (0..6)
+                .find(|h| !states.contains_key(h) && *h != gone)
+                .expect("a host away");
+            states.insert(comes, sims[comes].report());
+        }
+        let next = merged(&states);
+        let rc = changes(&report, &next);
+        let label = format!("round {round}");
+        update(&mut live, &next, &rc, &label);
+        check(&live, &next, &label);
+        // Exactly the end points and their edges' targets hold an index: those of
+        // the end points gone were freed.
+        let endpoints = &next[TopologyKind::Endpoint].nodes;
+        let mut named: std::collections::BTreeSet<&Str> = endpoints.keys().collect();
+        named.extend(endpoints.values().flat_map(|e| e.adjacency.iter()));
+        let (indexed, bound) = live.endpoint_indexes();
+        assert_eq!(indexed, named.len(), "{label}: end points indexed");
+        most = most.max(indexed);
+        // Freed indexes are handed out again: the table does not grow by a host's
+        // end points each round.
+        assert!(
+            bound <= most + most / 2,
+            "{label}: {bound} indexes handed out for at most {most} at once"
+        );
+        report = next;
+    }
+}
+
+#[test]
+fn an_end_point_becoming_a_nat_copy_reroutes_the_end_points_pointing_at_it() {
+    // An end point with edges to two others goes to no process (it talks to two
+    // remotes); once one of them is a NAT copy of the other it talks to one, and goes
+    // to its process, although it did not change itself.
+    let now = GoTime::now();
+    let sim = HostSimulator::new(HostShape::small_member(0), fleet_seed(5, 0), now);
+    let mut next = sim.report();
+    let eps = &next[TopologyKind::Endpoint].nodes;
+    let with_pid: Vec<Str> = eps
+        .iter()
+        .filter(|(_, e)| e.latest_value("pid").is_some())
+        .map(|(id, _)| id.clone())
+        .take(3)
+        .collect();
+    let [r, t1, t2] = <[Str; 3]>::try_from(with_pid).expect("three local end points");
+    if let Some(e) = next[TopologyKind::Endpoint].nodes.get_mut(&r) {
+        e.adjacency = [t1.clone(), t2.clone()].into_iter().collect();
+    }
+    let mut live = LiveViews::new(now);
+    let mut report = Report::empty();
+    live.update(&report, &ReportChanges::new());
+    let mut step = |next: Report, label: &str| {
+        let next = rescope_render::prepare(&next);
+        let rc = changes(&report, &next);
+        update(&mut live, &next, &rc, label);
+        check(&live, &next, label);
+        report = next;
+    };
+    step(next.clone(), "two remotes");
+    let copy = |mut rep: Report, of: Option<&Str>| {
+        if let Some(e) = rep[TopologyKind::Endpoint].nodes.get_mut(&t2) {
+            match of {
+                Some(o) => e.set_latest("copy_of", now, o.clone()),
+                None => {
+                    e.latest.remove("copy_of");
+                }
+            }
+        }
+        rep
+    };
+    step(copy(next.clone(), Some(&t1)), "a copy of the other");
+    step(copy(next.clone(), None), "a copy no more");
+    step(copy(next.clone(), Some(&t1)), "a copy again");
+    let mut gone = next.clone();
+    gone[TopologyKind::Endpoint].nodes.remove(&t2);
+    step(gone, "the copy gone");
+    step(next, "back");
+}
+
+#[test]
 fn real_scope_reports_render_like_full_renders() {
     let fixture = |rel: &str| -> Report {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
