@@ -35,6 +35,13 @@ describe("cutLabel", () => {
     expect(cutLabel(measure, "/var/lib/data/", 8)).toBe("…/data/");
   });
 
+  it("keeps a closing group such as a PID and cuts what comes before it", () => {
+    expect(cutLabel(measure, "worker-node-17 (123456)", 14)).toBe("work… (123456)");
+    expect(cutLabel(measure, "/usr/sbin/nginx (80)", 12)).toBe("…/nginx (80)");
+    // No room for even the group: cut like any other label.
+    expect(cutLabel(measure, "vm (123456)", 6)).toBe("vm (1…");
+  });
+
   it("gives nothing when not one character fits", () => {
     expect(cutLabel(measure, "abc", 1)).toBe("");
     expect(cutLabel(measure, "/a/bcdef", 1)).toBe("");

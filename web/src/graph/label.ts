@@ -33,12 +33,21 @@ function cutEnd(measure: Measure, text: string, px: number): string {
 }
 
 /**
- * The label as it fits in `px`: whole if it fits; one that starts with a path as
- * `…/last and the rest` (or without the `…/`, cut at the end, when even that is too
- * wide); anything else cut at its end.
+ * The label as it fits in `px`: whole if it fits; a closing `(group)` kept whole while
+ * the text before it is cut; one that starts with a path as `…/last and the rest` (or
+ * without the `…/`, cut at the end, when even that is too wide); anything else cut at
+ * its end.
  */
 export function cutLabel(measure: Measure, text: string, px: number): string {
   if (measure(text) <= px) return text;
+  // A closing group such as the PID in `host (1234)` is what tells nodes apart: the
+  // text before it is cut instead.
+  const group = /^(.*\S) (\([^()]+\))$/.exec(text);
+  if (group) {
+    const suffix = ` ${group[2]}`;
+    const head = cutLabel(measure, group[1], px - measure(suffix));
+    if (head) return `${head}${suffix}`;
+  }
   const slash = lastSegmentStart(text);
   if (slash > 0) {
     const tail = `…${text.slice(slash)}`;
