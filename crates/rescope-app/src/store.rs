@@ -263,7 +263,7 @@ impl Store {
                         (ReportKind::Full, Some(o)) => {
                             let mut n = node;
                             if let Some(ts) = guard {
-                                keep_newer_latest(&mut n, &o, ts);
+                                keep_newer_latest(&mut n, &o.latest, ts);
                             }
                             how = compare(&o, &n);
                             keep_history(&mut n, o.metrics);
@@ -273,7 +273,7 @@ impl Store {
                             if only_metrics(&node) {
                                 how = How::Measured;
                             }
-                            let before = guard.map(|_| o.clone());
+                            let before = guard.map(|_| o.latest.clone());
                             apply_delta_node(&mut o, &node, true);
                             if let (Some(ts), Some(before)) = (guard, before) {
                                 keep_newer_latest(&mut o, &before, ts);
@@ -604,13 +604,12 @@ enum How {
     Other,
 }
 
-/// How `new` (a full report's node) differs from `old`, metric history aside.
-/// Puts back the `latest` entries of `old` stamped after `ts` where `new` has none or
+/// Puts back the `old` entries stamped after `ts` where `new`'s `latest` has none or
 /// an older one: a report stamped `ts` was gathered before them, so it cannot undo
 /// them. This is how a shortcut report (a control's result) outlives a report the
 /// probe gathered before the control but published after it.
-fn keep_newer_latest(new: &mut Node, old: &Node, ts: GoTime) {
-    for (key, entry) in old.latest.iter() {
+fn keep_newer_latest(new: &mut Node, old: &rescope_report::node::Latest, ts: GoTime) {
+    for (key, entry) in old.iter() {
         if entry.timestamp <= ts {
             continue;
         }
@@ -624,6 +623,7 @@ fn keep_newer_latest(new: &mut Node, old: &Node, ts: GoTime) {
     }
 }
 
+/// How `new` (a full report's node) differs from `old`, metric history aside.
 fn compare(old: &Node, new: &Node) -> How {
     if !same_but_measures(old, new) {
         How::Other
