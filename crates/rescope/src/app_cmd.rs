@@ -19,24 +19,24 @@ pub struct AppArgs {
     /// machine; `:4040` or `0.0.0.0:4040` listens on every interface.
     #[arg(
         long = "listen",
-        alias = "app.http.address",
+        visible_alias = "app.http.address",
         env = "RESCOPE_LISTEN",
         default_value = "127.0.0.1:4040"
     )]
     pub listen: String,
 
     /// How long reports count after they arrive (Go duration).
-    #[arg(long = "window", alias = "app.window", env = "RESCOPE_WINDOW", default_value = "15s", value_parser = duration)]
+    #[arg(long = "window", visible_alias = "app.window", env = "RESCOPE_WINDOW", default_value = "15s", value_parser = duration)]
     pub window: Duration,
 
     /// Require HTTP Basic authentication on every route.
-    #[arg(long = "basic-auth", alias = "app.basicAuth", env = "RESCOPE_BASIC_AUTH", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long = "basic-auth", visible_alias = "app.basicAuth", env = "RESCOPE_BASIC_AUTH", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     pub basic_auth: bool,
 
     /// Basic auth user name.
     #[arg(
         long = "basic-auth-user",
-        alias = "app.basicAuth.username",
+        visible_alias = "app.basicAuth.username",
         env = "RESCOPE_BASIC_AUTH_USER",
         default_value = "admin"
     )]
@@ -45,7 +45,7 @@ pub struct AppArgs {
     /// Basic auth password (prefer --basic-auth-password-file or the environment).
     #[arg(
         long = "basic-auth-password",
-        alias = "app.basicAuth.password",
+        visible_alias = "app.basicAuth.password",
         env = "RESCOPE_BASIC_AUTH_PASSWORD",
         hide_env_values = true
     )]
@@ -54,7 +54,7 @@ pub struct AppArgs {
     /// File holding the basic auth password.
     #[arg(
         long = "basic-auth-password-file",
-        alias = "app.basicAuth.password.filename",
+        visible_alias = "app.basicAuth.password.filename",
         env = "RESCOPE_BASIC_AUTH_PASSWORD_FILE"
     )]
     pub basic_auth_password_file: Option<std::path::PathBuf>,
@@ -108,7 +108,7 @@ pub struct AppArgs {
     /// topologies.
     #[arg(
         long = "max-topology-nodes",
-        alias = "app.max-topology-nodes",
+        visible_alias = "app.max-topology-nodes",
         hide = true
     )]
     pub max_topology_nodes: Option<u64>,

@@ -16,8 +16,8 @@ pub struct Cli {
     /// or `RUST_LOG`.
     #[arg(
         long = "log-level",
-        alias = "probe.log.level",
-        alias = "app.log.level",
+        visible_alias = "probe.log.level",
+        visible_alias = "app.log.level",
         global = true,
         env = "RESCOPE_LOG_LEVEL"
     )]
@@ -33,12 +33,19 @@ pub enum Command {
     /// http://localhost:4040.
     Launch(Box<LaunchArgs>),
     /// Run the app only: receive reports from probes, serve the UI and API.
+    ///
+    /// Scope's flag spellings are accepted as aliases, with two dashes or Go's one
+    /// (`--app.http.address=:4040`, `-app.window=15s`).
     App(AppArgs),
     /// Inspect, check and convert report files (Scope's wire format: JSON or msgpack,
     /// optionally gzip-compressed; detected from the content).
     #[command(subcommand)]
     Report(ReportCommand),
     /// Run the probe only, publishing to one or more apps.
+    ///
+    /// Scope's flag spellings are accepted as aliases, with two dashes or Go's one
+    /// (`--probe.spy.interval=2s`, `-probe.spy.interval=2s`), so existing manifests
+    /// keep working. A boolean flag takes `=false` to turn it off.
     Probe(ProbeArgs),
     /// Load generators for measuring Rescope.
     #[command(subcommand)]
@@ -164,6 +171,71 @@ mod tests {
         assert!(config.no_controls);
         assert_eq!(config.spy_interval, std::time::Duration::from_secs(2));
         assert_eq!(config.targets[0].base_url(), "http://10.0.0.1:4040");
+    }
+
+    /// The Scope spellings a probe manifest uses, each with a value that differs from
+    /// the default, so a flag that is parsed but not wired to its setting shows.
+    const SCOPE_PROBE_FLAGS: [&str; 14] = [
+        "-probe.spy.interval=2s",
+        "-probe.publish.interval=5s",
+        "-probe.full-report-every=4",
+        "-probe.plugins.root=/tmp/scope-plugins",
+        "-probe.no-controls=true",
+        "-probe.omit.cmd-args=true",
+        "-probe.proc.root=/host/proc",
+        "-probe.processes=false",
+        "-probe.conntrack=false",
+        "-probe.docker=false",
+        "-probe.token=s3cret",
+        "-probe.publish.stdout=true",
+        "-probe.http.listen=127.0.0.1:4041",
+        "-probe.log.level=debug",
+    ];
+
+    #[test]
+    fn every_scope_probe_flag_sets_its_setting_and_is_named_in_help() {
+        let args = ["rescope", "probe"]
+            .into_iter()
+            .chain(SCOPE_PROBE_FLAGS)
+            .map(String::from);
+        let cli = Cli::try_parse_from(normalize_go_flags(args)).expect("parses");
+        assert_eq!(cli.log_level.as_deref(), Some("debug"));
+        let Command::Probe(p) = cli.command else {
+            panic!("probe")
+        };
+        let c = p.into_config().expect("valid");
+        assert_eq!(c.spy_interval, std::time::Duration::from_secs(2));
+        assert_eq!(c.publish_interval, std::time::Duration::from_secs(5));
+        assert_eq!(c.full_report_every, 4);
+        assert_eq!(
+            c.plugins_root.as_deref(),
+            Some(std::path::Path::new("/tmp/scope-plugins"))
+        );
+        assert!(c.no_controls && c.omit_cmd_args && c.publish_stdout);
+        assert!(!c.processes && !c.conntrack && !c.docker);
+        assert_eq!(c.proc_root, PathBuf::from("/host/proc"));
+        assert_eq!(c.token.expose(), "s3cret");
+        assert_eq!(
+            c.http_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:4041")
+        );
+
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        // Building propagates the global flags (the log level) into the subcommands,
+        // as parsing does.
+        cmd.build();
+        let help = cmd
+            .find_subcommand_mut("probe")
+            .expect("probe subcommand")
+            .render_long_help()
+            .to_string();
+        for flag in SCOPE_PROBE_FLAGS {
+            let name = flag.split('=').next().expect("a name");
+            assert!(
+                help.contains(&format!("-{name}")),
+                "{name} is not in --help"
+            );
+        }
     }
 
     #[test]

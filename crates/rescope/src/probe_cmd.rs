@@ -33,24 +33,24 @@ pub struct ProbeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ProbeOptions {
     /// How often to collect (Go duration, e.g. `1s`).
-    #[arg(long = "spy-interval", alias = "probe.spy.interval", env = "RESCOPE_SPY_INTERVAL", default_value = "1s", value_parser = duration)]
+    #[arg(long = "spy-interval", visible_alias = "probe.spy.interval", env = "RESCOPE_SPY_INTERVAL", default_value = "1s", value_parser = duration)]
     pub spy_interval: Duration,
 
     /// How often to publish to the apps.
-    #[arg(long = "publish-interval", alias = "probe.publish.interval", env = "RESCOPE_PUBLISH_INTERVAL", default_value = "3s", value_parser = duration)]
+    #[arg(long = "publish-interval", visible_alias = "probe.publish.interval", env = "RESCOPE_PUBLISH_INTERVAL", default_value = "3s", value_parser = duration)]
     pub publish_interval: Duration,
 
     /// Every N-th publish is a full report, deltas in between.
     #[arg(
         long = "full-report-every",
-        alias = "probe.full-report-every",
+        visible_alias = "probe.full-report-every",
         env = "RESCOPE_FULL_REPORT_EVERY",
         default_value_t = 3
     )]
     pub full_report_every: u32,
 
     /// Plugin socket directory; empty disables plugins.
-    #[arg(long = "plugins-root", alias = "probe.plugins.root", env = "RESCOPE_PLUGINS_ROOT", default_value = DEFAULT_PLUGINS_ROOT)]
+    #[arg(long = "plugins-root", visible_alias = "probe.plugins.root", env = "RESCOPE_PLUGINS_ROOT", default_value = DEFAULT_PLUGINS_ROOT)]
     pub plugins_root: String,
 
     /// Accept plugin sockets owned by any user or inside world-writable directories.
@@ -61,49 +61,49 @@ pub struct ProbeOptions {
     pub plugins_allow_any_owner: bool,
 
     /// Offer no controls (no shells, no container actions) and open no control channel.
-    #[arg(long = "no-controls", alias = "probe.no-controls", env = "RESCOPE_NO_CONTROLS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long = "no-controls", visible_alias = "probe.no-controls", env = "RESCOPE_NO_CONTROLS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     pub no_controls: bool,
 
     /// Report only the program name of command lines, not their arguments.
-    #[arg(long = "omit-cmd-args", alias = "probe.omit.cmd-args", env = "RESCOPE_OMIT_CMD_ARGS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long = "omit-cmd-args", visible_alias = "probe.omit.cmd-args", env = "RESCOPE_OMIT_CMD_ARGS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     pub omit_cmd_args: bool,
 
     /// Do not report container environment variables.
-    #[arg(long = "omit-env-vars", alias = "probe.omit.env-vars", env = "RESCOPE_OMIT_ENV_VARS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    #[arg(long = "omit-env-vars", visible_alias = "probe.omit.env-vars", env = "RESCOPE_OMIT_ENV_VARS", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub omit_env_vars: bool,
 
     /// Where procfs is mounted.
     #[arg(
         long = "proc-root",
-        alias = "probe.proc.root",
+        visible_alias = "probe.proc.root",
         env = "RESCOPE_PROC_ROOT",
         default_value = "/proc"
     )]
     pub proc_root: PathBuf,
 
     /// Report processes and attribute connections to them.
-    #[arg(long = "processes", alias = "probe.processes", env = "RESCOPE_PROCESSES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    #[arg(long = "processes", visible_alias = "probe.processes", env = "RESCOPE_PROCESSES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub processes: bool,
 
     /// Use netfilter conntrack for short-lived and NAT'd connections.
-    #[arg(long = "conntrack", alias = "probe.conntrack", env = "RESCOPE_CONNTRACK", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    #[arg(long = "conntrack", visible_alias = "probe.conntrack", env = "RESCOPE_CONNTRACK", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub conntrack: bool,
 
     /// Follow TCP state changes with eBPF (tracepoint sock:inet_sock_set_state), so
     /// connections are updated from the changes instead of dumping every socket each
     /// tick; without BTF, root or a recent kernel, the probe dumps as before. Scope's
     /// `--probe.ebpf.connections` is accepted too.
-    #[arg(long = "track-tcp-changes", alias = "probe.ebpf.connections", env = "RESCOPE_TRACK_TCP_CHANGES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    #[arg(long = "track-tcp-changes", visible_alias = "probe.ebpf.connections", env = "RESCOPE_TRACK_TCP_CHANGES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub track_tcp_changes: bool,
 
     /// Report Docker containers and images.
-    #[arg(long = "docker", alias = "probe.docker", env = "RESCOPE_DOCKER", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
+    #[arg(long = "docker", visible_alias = "probe.docker", env = "RESCOPE_DOCKER", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub docker: bool,
 
     /// The Docker engine's socket (`unix:///path` or a path).
     #[arg(
         long = "docker-host",
-        alias = "probe.docker.host",
+        visible_alias = "probe.docker.host",
         env = "DOCKER_HOST",
         default_value = "unix:///var/run/docker.sock"
     )]
@@ -112,8 +112,8 @@ pub struct ProbeOptions {
     /// Token to authenticate to the apps (`Authorization: Scope-Probe token=…`).
     #[arg(
         long = "token",
-        alias = "probe.token",
-        alias = "service-token",
+        visible_alias = "probe.token",
+        visible_alias = "service-token",
         env = "RESCOPE_TOKEN",
         hide_env_values = true
     )]
@@ -126,17 +126,17 @@ pub struct ProbeOptions {
 
     /// Accept any certificate from `https://` apps. Reports and controls can then be
     /// read and changed by anyone on the network path; prefer --tls-ca-file.
-    #[arg(long = "insecure", alias = "probe.insecure", env = "RESCOPE_INSECURE", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long = "insecure", visible_alias = "probe.insecure", env = "RESCOPE_INSECURE", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     pub insecure: bool,
 
     /// Print reports as JSON on standard output instead of publishing.
-    #[arg(long = "publish-stdout", alias = "probe.publish.stdout", env = "RESCOPE_PUBLISH_STDOUT", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
+    #[arg(long = "publish-stdout", visible_alias = "probe.publish.stdout", env = "RESCOPE_PUBLISH_STDOUT", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     pub publish_stdout: bool,
 
     /// Serve the probe's /metrics and /debug/report on this address (e.g. 127.0.0.1:4041).
     #[arg(
         long = "http-listen",
-        alias = "probe.http.listen",
+        visible_alias = "probe.http.listen",
         env = "RESCOPE_PROBE_HTTP_LISTEN"
     )]
     pub http_listen: Option<SocketAddr>,
