@@ -242,6 +242,35 @@ def proc_sample(pid):
     return ticks, rss_kb
 
 
+def host_sample():
+    """What else is on the host right now: processes, TCP sockets (in use and
+    TIME-WAIT, this network namespace, IPv4 and IPv6) and the load average. A run
+    whose figures stand out can be checked against these."""
+    tcp = {"inuse": 0, "tw": 0}
+    for name in ("/proc/net/sockstat", "/proc/net/sockstat6"):
+        try:
+            with open(name) as f:
+                for line in f:
+                    if line.startswith(("TCP:", "TCP6:")):
+                        words = line.split()[1:]
+                        for key, value in zip(words[::2], words[1::2]):
+                            if key in tcp:
+                                tcp[key] += int(value)
+        except OSError:
+            pass
+    with open("/proc/loadavg") as f:
+        load = float(f.read().split()[0])
+    processes = sum(1 for d in os.listdir("/proc") if d.isdigit())
+    return {"processes": processes, "tcp_in_use": tcp["inuse"], "tcp_time_wait": tcp["tw"], "load1": load}
+
+
+def host_range(samples):
+    """Lowest and highest of each host figure over a run."""
+    if not samples:
+        return {}
+    return {key: [min(s[key] for s in samples), max(s[key] for s in samples)] for key in samples[0]}
+
+
 def scrape(url):
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
@@ -374,10 +403,12 @@ def run_once(args, probe_specs, clk):
             daemon = CpuOf(daemon.pids)
         for p in probes:
             p.start_sampling()
+        host = [host_sample()]
         for _ in range(args.seconds):
             time.sleep(1)
             for p in probes:
                 p.sample(clk)
+            host.append(host_sample())
         for p in probes:
             p.scrape()
         daemon_cpu = daemon.percent(clk) if daemon else None
@@ -385,6 +416,8 @@ def run_once(args, probe_specs, clk):
         for p in probes:
             p.stop()
     results = [p.figures(args) for p in probes]
+    for r in results:
+        r["host_min_max"] = host_range(host)
     if daemon_cpu is not None:
         for r in results:
             r["dockerd_and_containerd_cpu_percent_avg"] = daemon_cpu
