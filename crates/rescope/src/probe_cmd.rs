@@ -91,8 +91,7 @@ pub struct ProbeOptions {
 
     /// Follow TCP state changes with eBPF (tracepoint sock:inet_sock_set_state), so
     /// connections are updated from the changes instead of dumping every socket each
-    /// tick; without BTF, root or a recent kernel, the probe dumps as before. Scope's
-    /// `--probe.ebpf.connections` is accepted too.
+    /// tick; without BTF, root or a recent kernel, the probe dumps as before.
     #[arg(long = "track-tcp-changes", visible_alias = "probe.ebpf.connections", env = "RESCOPE_TRACK_TCP_CHANGES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true")]
     pub track_tcp_changes: bool,
 
